@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
-NOTEBOOKS := $(wildcard book/*.md)
+NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
 .PHONY: all install book test unit nbval book-strict colab clean
 
@@ -38,7 +38,7 @@ unit: install
 # The .md notebooks are collected by conftest.py (converted with jupytext); the notebooks' own
 # assert cells do the checking, so outputs are not compared (--nbval-lax).
 nbval: install
-	COMPANION_FAST=1 $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider book
+	COMPANION_FAST=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider book
 
 book-strict: install
 	COMPANION_FAST=1 $(BIN)/jupyter-book build . --warningiserror --keep-going --path-output _build/fast
@@ -46,7 +46,7 @@ book-strict: install
 # Outputless .ipynb copies of the chapters, for Colab and for people who prefer Jupyter's own format.
 # They are generated, never committed (see .gitignore).
 colab: install
-	$(BIN)/jupytext --to ipynb $(NOTEBOOKS:book/index.md=)
+	$(BIN)/jupytext --to ipynb $(NOTEBOOKS)
 
 clean:
 	rm -rf _build book/*.ipynb
