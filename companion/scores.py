@@ -1,12 +1,32 @@
 """Unknown-detection scores.
 
 Convention (as in ARPL and OpenOOD): **a higher score means "more likely known"**. Each function
-maps a batch of model outputs to one score per sample, shape ``(N,)``.
+maps a batch of model outputs to one score per sample, shape ``(N,)``, in float32.
+
+========== ========================== =================================================
+name       inputs                     score
+========== ========================== =================================================
+msp        logits ``(N, K)``          maximum softmax probability
+max_logit  logits ``(N, K)``          maximum logit
+cosine     z ``(N, d)``, prototypes   ``max_k cos(z, w_k)``
+distance   z ``(N, d)``, prototypes   ``-min_k ||z - w_k||`` (center-loss centers)
+movr       z, prototypes, scale T     minus the sample-wise m-OvR loss (the paper's Eq. 5)
+jacobian   norms ``(N,)``             minus the Jacobian norm ``||df/dx||_F``
+========== ========================== =================================================
+
+Prototypes are ``head.prototypes`` (``(K, d)``) of a ``companion.losses`` head; Jacobian norms
+come from ``companion.jacobian.jacobian_norm(model.embed, x)``. ``compute_score(name, ...)``
+picks the inputs a score needs by name.
 """
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
+import torch.nn.functional as F
+
+from .losses import DEFAULT_SCALE, sample_ovr_loss
 
 
 def msp(logits: torch.Tensor) -> torch.Tensor:
@@ -17,3 +37,83 @@ def msp(logits: torch.Tensor) -> torch.Tensor:
 def max_logit(logits: torch.Tensor) -> torch.Tensor:
     """Maximum logit (Vaze et al. 2022's MLS): ``max_k logits_k``; logits ``(N, K)``."""
     return logits.float().amax(dim=1)
+
+
+def _cosines(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """``cos(z_i, w_k)``, ``(N, d), (K, d) -> (N, K)``."""
+    return F.normalize(z.float(), dim=1) @ F.normalize(prototypes.float(), dim=1).T
+
+
+def cosine_to_prototype(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Cosine to the nearest prototype, in [-1, 1]: ``max_k cos(z, w_k)``.
+
+    ``z (N, d)``, ``prototypes (K, d)`` (need not be unit-norm) ``-> (N,)``.
+    """
+    return _cosines(z, prototypes).amax(dim=1)
+
+
+def prototype_distance(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+    """Minus the Euclidean distance to the nearest prototype, ``<= 0``: ``-min_k ||z - w_k||``.
+
+    For Euclidean prototypes such as center-loss centers. ``z (N, d)``, ``prototypes (K, d)``
+    ``-> (N,)``.
+    """
+    return -torch.cdist(z.float(), prototypes.float()).amin(dim=1)
+
+
+def movr_score(z: torch.Tensor, prototypes: torch.Tensor,
+               scale: float = DEFAULT_SCALE) -> torch.Tensor:
+    """Minus the sample-wise m-OvR loss without margin at the predicted class (Eq. 5), ``<= 0``.
+
+    With ``s_k = cos(z, w_k)`` and ``c = argmax_k s_k``:
+    ``-( -log sigmoid(T s_c) - sum_{k != c} log(1 - sigmoid(T s_k)) )``. High when the sample is
+    close to one prototype and far from all others. ``z (N, d)``, ``prototypes (K, d)`` ``-> (N,)``;
+    ``scale`` is the ``T`` the head was trained with.
+    """
+    cos = _cosines(z, prototypes)
+    return -sample_ovr_loss(scale * cos, cos.argmax(dim=1))
+
+
+def jacobian_score(norms: torch.Tensor) -> torch.Tensor:
+    """Minus the Jacobian norm: known samples have small ``||df/dx||_F``. ``(N,) -> (N,)``."""
+    return -norms.float()
+
+
+class Score(NamedTuple):
+    """A score function and the names of the inputs it takes, in order."""
+
+    fn: Callable[..., torch.Tensor]
+    inputs: tuple[str, ...]
+
+
+SCORES: dict[str, Score] = {
+    "msp": Score(msp, ("logits",)),
+    "max_logit": Score(max_logit, ("logits",)),
+    "cosine": Score(cosine_to_prototype, ("z", "prototypes")),
+    "distance": Score(prototype_distance, ("z", "prototypes")),
+    "movr": Score(movr_score, ("z", "prototypes", "scale")),
+    "jacobian": Score(jacobian_score, ("norms",)),
+}
+
+
+def score_inputs(name: str) -> tuple[str, ...]:
+    """The inputs score ``name`` takes, e.g. ``("z", "prototypes", "scale")`` for ``"movr"``."""
+    if name not in SCORES:
+        raise ValueError(f"unknown score {name!r}; valid names: {', '.join(SCORES)}")
+    return SCORES[name].inputs
+
+
+def compute_score(name: str, *, logits: torch.Tensor | None = None, z: torch.Tensor | None = None,
+                  prototypes: torch.Tensor | None = None, norms: torch.Tensor | None = None,
+                  scale: float = DEFAULT_SCALE) -> torch.Tensor:
+    """Score ``name`` (higher = more likely known) from whichever inputs it needs, ``(N,)``.
+
+    Pass what you have: inputs the score does not use are ignored, missing ones raise
+    ``ValueError``. ``scale`` (the head's ``T``) is used by ``"movr"`` only.
+    """
+    given = {"logits": logits, "z": z, "prototypes": prototypes, "norms": norms, "scale": scale}
+    needed = score_inputs(name)
+    missing = [k for k in needed if given[k] is None]
+    if missing:
+        raise ValueError(f"score {name!r} needs {', '.join(needed)}; missing: {', '.join(missing)}")
+    return SCORES[name].fn(*(given[k] for k in needed))
