@@ -10,7 +10,7 @@ PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
-.PHONY: all install book test unit nbval book-strict colab clean
+.PHONY: all install book test unit nbval book-strict colab bench clean
 
 all: book
 
@@ -47,6 +47,10 @@ book-strict: install
 # They are generated, never committed (see .gitignore).
 colab: install
 	$(BIN)/jupytext --to ipynb $(NOTEBOOKS)
+
+# Speed of the Jacobian-norm methods (a benchmark, not a test): prints one table of timings and ratios.
+bench: install
+	$(BIN)/python -m companion jacobian-benchmark
 
 clean:
 	rm -rf _build book/*.ipynb
