@@ -10,17 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from .cli import add_subcommands
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+from .cli import _positive_int, add_subcommands
 
 
 def _run_jacobian_benchmark(args: argparse.Namespace) -> None:
