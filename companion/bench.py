@@ -86,6 +86,11 @@ def _median_times(runs: dict[str, Callable[[], T]], repeats: int,
     return {name: (statistics.median(times[name]), results[name]) for name in runs}
 
 
+def _load() -> float:
+    """The 1-minute load average (NaN where the OS does not report one)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
 def naive_norms(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
     """The baseline: one full ``autograd.functional.jacobian`` per sample, ``(N, ...) -> (N,)``."""
     def one(v: torch.Tensor) -> torch.Tensor:
@@ -231,16 +236,19 @@ def main(device: str | torch.device = "cpu", n: int | None = None, repeats: int 
     ]
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"Jacobian-norm benchmark: torch {torch.__version__}, {where}, {os.cpu_count()} cores, "
-          f"load average {load:.1f} at start;\nmedian of up to {repeats} runs after a warm-up, "
-          f"methods in turn (fewer runs once a method has run {TIME_BUDGET_S:.0f} s)")
+          f"load average {_load():.1f} at start;\nmedian of up to {repeats} runs after a "
+          f"warm-up, methods in turn (fewer runs once a method has run {TIME_BUDGET_S:.0f} s)")
     for c in cases:
         print(f"  {c.label}: N = {c.n}; naive loop timed on {c.naive_n} of them, "
               "its seconds scaled to N")
     results = [time_case(c, repeats, device) for c in cases]
     print()
     print(format_table(cases, results))
+    # This process keeps about get_num_threads() threads busy; much more load means company.
+    if device.type == "cpu" and _load() > torch.get_num_threads() + 1:
+        print(f"WARNING: load average {_load():.1f} after timing: other processes shared the "
+              "CPU, so these times are unreliable; rerun on an idle machine")
     print("speed-up = naive loop seconds / method seconds; /floor = seconds / (d_z x one "
           "forward+VJP on the batch);\nboth refer to the model as given, also in the BN-folded "
           "rows; rel.err = mean |norm - exact| / exact\n(naive: on its subset)")
