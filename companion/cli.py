@@ -62,14 +62,21 @@ def _dataset(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
+def _int_at_least(low: int, what: str):
+    """An argparse type for integers >= ``low``; ``what`` names them in the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {what} integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be a {what} integer, got {value}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1, "positive")
+_non_negative_int = _int_at_least(0, "non-negative")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -160,13 +167,22 @@ def _add_benchmark(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from .experiments import parse_loss, train_osr
+    import dataclasses
+
+    from .experiments import default_config, parse_loss, train_osr
     from .train import save_checkpoint
 
-    weight_decay = parse_loss(args.loss, args.weight_decay).weight_decay
+    spec = parse_loss(args.loss, args.weight_decay)
+    out = args.out or f"{args.dataset}_{spec.label}_split{args.split}_seed{args.seed}.pt"
+    kwargs = _run_kwargs(args)
+    if args.checkpoint_every or args.resume:
+        # the training state (optimizer, RNGs, data order) lives beside the final weights
+        config = kwargs.get("config") or default_config(args.dataset, args.seed)
+        kwargs["config"] = dataclasses.replace(
+            config, checkpoint_path=f"{out}.state", checkpoint_every=args.checkpoint_every,
+            resume=args.resume)
     model, _, info = train_osr(args.dataset, args.split, args.loss, args.seed, progress=True,
-                               weight_decay=weight_decay, **_run_kwargs(args))
-    out = args.out or f"{args.dataset}_{info['loss']}_split{args.split}_seed{args.seed}.pt"
+                               weight_decay=spec.weight_decay, **kwargs)
     save_checkpoint({"model": {k: v.cpu() for k, v in model.state_dict().items()},
                      "run": info}, out)
     print(f"trained {info['loss']} on {args.dataset} split {args.split} seed {args.seed} in "
@@ -187,6 +203,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, metavar="FILE",
                         help="checkpoint to write (default: "
                              "<dataset>_<loss>_split<split>_seed<seed>.pt)")
+    parser.add_argument("--checkpoint-every", type=_non_negative_int, default=0, metavar="N",
+                        help="save the full training state to <out>.state every N steps "
+                             "(atomically), so an interrupted run can --resume "
+                             "(default: 0, no training-state file)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from <out>.state if it exists; the resumed run ends "
+                             "with exactly the weights of an uninterrupted one")
     parser.set_defaults(run=_run_train)
 
 

@@ -1,13 +1,15 @@
 import argparse
+import dataclasses
 import math
 
 import pandas as pd
 import pytest
+import torch
 
-from companion import cli, experiments
+from companion import cli, experiments, train
 from companion.experiments import (SCORE_NAMES, parse_loss, run_osr, summarise, sweep,
                                    format_summary)
-from companion.train import TrainConfig
+from companion.train import TrainConfig, load_checkpoint
 
 TINY = TrainConfig(iterations=30, batch_size=32, lr=0.05)
 
@@ -117,3 +119,42 @@ def test_cli_end_to_end_on_toy2d(tmp_path, capsys, monkeypatch):
     auroc = float(next(line for line in printed.splitlines()
                        if line.startswith("auroc_jacobian")).split()[-1])
     assert 0 <= auroc <= 1 and not math.isnan(auroc)
+
+
+def test_cli_train_checkpoints_its_state_and_resumes_from_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPANION_FAST", "1")
+    out = tmp_path / "model.pt"
+    args = ["train", "--dataset", "toy2d", "--loss", "movr+aug", "--iterations", "20",
+            "--device", "cpu", "--out", str(out), "--checkpoint-every", "5"]
+    cli.main(args)
+    uninterrupted = load_checkpoint(out)["model"]
+    out.unlink()
+    (tmp_path / "model.pt.state").unlink()
+
+    class Interrupted(Exception):
+        pass
+
+    def crash_at_step_13(step, model):
+        if step == 13:
+            raise Interrupted
+        return {}
+
+    def fit_that_crashes(model, train_set, config, **kwargs):
+        config = dataclasses.replace(config, log_every=1)
+        return train.fit(model, train_set, config, callbacks=[crash_at_step_13], **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(experiments, "fit", fit_that_crashes)
+        with pytest.raises(Interrupted):
+            cli.main(args)
+    assert not out.exists() and load_checkpoint(tmp_path / "model.pt.state")["step"] == 10
+    cli.main(args + ["--resume"])  # steps 11..20 again, from the state saved at step 10
+    resumed = load_checkpoint(out)["model"]
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+
+    state = tmp_path / "model.pt.state"
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(train.CheckpointError, match="truncated"):
+        cli.main(args + ["--resume"])
+    with pytest.raises(SystemExit):
+        cli.main(args[:-1] + ["-3"])
