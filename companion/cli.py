@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-LOSS_HELP = ("a loss head -- sce, center, ovr or movr -- optionally followed by training "
-             "techniques: +aug (data augmentation), +wd (weight decay, see --weight-decay), "
+LOSS_HELP = ("a loss head -- sce, center, ovr, movr, or intra (the intra-class term alone, "
+             "an ablation) -- optionally followed by training techniques: +aug (data augmentation), +wd (weight decay, see --weight-decay), "
              "+ssl (rotation self-supervision); e.g. movr+aug+wd+ssl. Without +wd there is "
              "no weight decay, without +aug no augmentation")
 

@@ -10,17 +10,18 @@ logits a model returns are always the ones its loss defines. Every head has
 
 ``build_head(name, embed_dim, num_classes, **kwargs)`` builds one by name:
 
-========== ================ ============================================================
-name       class            loss
-========== ================ ============================================================
-``sce``    ``SoftmaxHead``  softmax cross-entropy on a linear layer with bias
-``center`` ``CenterHead``   SCE + ``center_weight`` x center loss (Wen et al. 2016)
-``ovr``    ``OvRHead``      one-vs-rest binary cross-entropy on scaled cosine similarities
-``movr``   ``MOvRHead``     the same with an additive angular margin at training (m-OvR)
-========== ================ ============================================================
+========== ================== ============================================================
+name       class              loss
+========== ================== ============================================================
+``sce``    ``SoftmaxHead``    softmax cross-entropy on a linear layer with bias
+``center`` ``CenterHead``     SCE + ``center_weight`` x center loss (Wen et al. 2016)
+``ovr``    ``OvRHead``        one-vs-rest binary cross-entropy on scaled cosine similarities
+``movr``   ``MOvRHead``       the same with an additive angular margin at training (m-OvR)
+``intra``  ``IntraClassHead`` the intra-class term alone, ``1 - cos(z, w_y)`` (an ablation)
+========== ================== ============================================================
 
 Typical use: ``model.head = build_head("movr", model.embed_dim, model.num_classes)``, then
-``z, _ = model(x); out = model.head.loss(z, y)``. ``RotationSSL`` adds the rotation-prediction
+``z, _ = model(x);            out = model.head.loss(z, y)``. ``RotationSSL`` adds the rotation-prediction
 task to any of them; the training loop weights it by ``DEFAULT_SSL_WEIGHT``.
 """
 
@@ -220,11 +221,28 @@ class MOvRHead(OvRHead):
         return self.scale * torch.where(delta == 0, cos, add_angle(cos, delta))
 
 
+class IntraClassHead(OvRHead):
+    """The intra-class term alone: pull each unit-normalised embedding to its class prototype.
+
+    Loss: ``mean_i (1 - cos(z_i, w_{y_i}))``, which is half the mean squared distance between
+    ``z_i / ||z_i||`` and the unit prototype ``w_{y_i}`` -- the intra-class distance of the paper.
+    Nothing pushes classes apart, so it is not an open-set loss: the book trains it to separate
+    what compaction does (chapter 3) from what separation adds (chapter 4). Logits, prototypes
+    and inference as ``OvRHead``.
+    """
+
+    def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
+        """``mean_i (1 - s_{i, y_i})`` and the logits ``T s``."""
+        cos = self.cosine(z)
+        return LossOutput((1 - cos.gather(1, y[:, None])).mean(), self.scale * cos)
+
+
 HEADS: dict[str, type[nn.Module]] = {
     "sce": SoftmaxHead,
     "center": CenterHead,
     "ovr": OvRHead,
     "movr": MOvRHead,
+    "intra": IntraClassHead,
 }
 
 

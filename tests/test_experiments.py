@@ -20,7 +20,7 @@ def test_parse_loss_labels():
         ("movr", "auto", 1e-3, 0.1)
     assert spec.label == "movr+aug+wd+ssl"  # canonical order
     assert parse_loss("sce").label == "sce" and parse_loss("sce").weight_decay == 0.0
-    with pytest.raises(ValueError, match="unknown loss 'arpl'.*valid losses: center, movr, ovr"):
+    with pytest.raises(ValueError, match="unknown loss 'arpl'.*valid losses: center, intra, movr, ovr"):
         parse_loss("arpl")
     with pytest.raises(ValueError, match="unknown technique 'mixup'.*aug, wd, ssl"):
         parse_loss("sce+mixup")
@@ -93,7 +93,7 @@ def test_cli_parses_ranges_lists_and_loss_labels():
 def test_cli_rejects_unknown_names_listing_the_valid_ones(capsys):
     with pytest.raises(SystemExit):
         cli.main(["benchmark", "--losses", "sce,arpl"])
-    assert "valid losses: center, movr, ovr, sce" in capsys.readouterr().err
+    assert "valid losses: center, intra, movr, ovr, sce" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--dataset", "imagenet"])
     assert "valid names: toy2d, digits" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import losses
-from companion.losses import (HEADS, CenterHead, LossOutput, MOvRHead, OvRHead, RotationSSL,
+from companion.losses import (HEADS, CenterHead, IntraClassHead, LossOutput, MOvRHead, OvRHead, RotationSSL,
                               SoftmaxHead, add_angle, build_head, sample_ovr_loss)
 from companion.models import MLP
 
@@ -193,11 +193,11 @@ def test_margin_and_scale_validated():
 
 
 def test_build_head_by_name_and_error_lists_valid_names():
-    assert set(HEADS) == {"sce", "center", "ovr", "movr"}
+    assert set(HEADS) == {"sce", "center", "ovr", "movr", "intra"}
     head = build_head("movr", 8, 5, margin=0.3)
     assert isinstance(head, MOvRHead) and head.margin == 0.3
     with pytest.raises(ValueError,
-                       match="unknown loss 'arcface'; valid names: center, movr, ovr, sce"):
+                       match="unknown loss 'arcface'; valid names: center, intra, movr, ovr, sce"):
         build_head("arcface", 8, 5)
 
 
@@ -386,3 +386,19 @@ def test_rotation_ssl_rejects_non_images():
         ssl.loss(lambda b: b, torch.randn(4, 2))
     with pytest.raises(ValueError, match="square images, got 4x3"):
         RotationSSL.rotate(torch.randn(2, 1, 4, 3))
+
+
+def test_intra_class_head_is_half_the_squared_distance_to_the_prototype():
+    head = IntraClassHead(2, 2)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 3.0]]))  # unit prototypes e1, e2
+    z = torch.tensor([[2.0, 0.0], [1.0, 1.0], [0.0, -5.0]])
+    y = torch.tensor([0, 0, 1])
+    # 1 - cos: 0 (on its prototype), 1 - 1/sqrt(2) (45 degrees off), 2 (opposite)
+    expected = (0 + (1 - 2 ** -0.5) + 2) / 3
+    out = head.loss(z, y)
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    unit = torch.nn.functional.normalize(z, dim=1)
+    half_sq = 0.5 * (unit - head.prototypes[y]).pow(2).sum(1).mean()
+    assert out.loss.item() == pytest.approx(half_sq.item(), rel=1e-6)
+    assert torch.allclose(out.logits, head(z))
