@@ -12,9 +12,10 @@ import argparse
 from typing import Sequence
 
 LOSS_HELP = ("a loss head -- sce, center, ovr, movr, or intra (the intra-class term alone, "
-             "an ablation) -- optionally followed by training techniques: +aug (data augmentation), +wd (weight decay, see --weight-decay), "
-             "+ssl (rotation self-supervision); e.g. movr+aug+wd+ssl. Without +wd there is "
-             "no weight decay, without +aug no augmentation")
+             "an ablation) -- optionally followed by training techniques: +aug (data "
+             "augmentation), +wd (weight decay, see --weight-decay), +ssl (rotation "
+             "self-supervision); e.g. movr+aug+wd+ssl. Without +wd there is no weight decay, "
+             "without +aug no augmentation")
 
 
 def parse_int_list(text: str) -> list[int]:
