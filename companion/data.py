@@ -139,6 +139,23 @@ def known_unknown(dataset: str, split: int) -> tuple[list[int], list[int]]:
     return known, unknown
 
 
+def _custom_known(dataset: str, known: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(known, unknown)`` for a chosen list of known class ids, checked."""
+    _check_dataset(dataset)
+    if dataset in _UNKNOWN_KEY:
+        raise ValueError(f"custom known classes are not available for {dataset}: its unknowns "
+                         f"come from CIFAR-100; use a standard split")
+    num_classes = _NUM_CLASSES.get(dataset, 10)
+    known = list(known)
+    if (not known or len(set(known)) != len(known) or len(known) >= num_classes
+            or any(isinstance(k, bool) or not isinstance(k, (int, np.integer))
+                   or not 0 <= k < num_classes for k in known)):
+        raise ValueError(f"known must list 1 to {num_classes - 1} distinct class ids in "
+                         f"0..{num_classes - 1} (at least one class stays unknown), got {known}")
+    known = [int(k) for k in known]
+    return known, sorted(set(range(num_classes)) - set(known))
+
+
 def duplicate_splits(dataset: str) -> list[tuple[int, int]]:
     """Pairs ``(i, j)``, ``i < j``, of splits of ``dataset`` with the same known-class set.
 
@@ -546,6 +563,7 @@ def load_osr(
     image_size: int = 32,
     n_per_class: int = 200,
     n_test_per_class: int = 100,
+    known: Sequence[int] | None = None,
 ) -> OSRData:
     """Load split ``split`` (0..4) of ``dataset`` as an open-set problem.
 
@@ -559,8 +577,17 @@ def load_osr(
     existing SVHN / CIFAR files (see the module docstring). ``seed`` draws toy2d and the digits
     train/test split; the other datasets have fixed train/test sets. ``n_per_class`` and
     ``n_test_per_class`` size toy2d; ``image_size`` applies to tiny_imagenet.
+
+    ``known``: class ids to use as the known classes (label ``k`` is ``known[k]``) instead of a
+    standard split, every other class of the dataset being unknown; ``split`` is then ignored
+    and recorded as ``-1``. For experiments that vary the number of known classes; not
+    available for CIFAR+N, whose unknowns come from another dataset.
     """
-    known, unknown = known_unknown(dataset, split)
+    if known is None:
+        known, unknown = known_unknown(dataset, split)
+    else:
+        known, unknown = _custom_known(dataset, known)
+        split = -1
     _check_positive_int("image_size", image_size)
     _check_positive_int("n_per_class", n_per_class)
     _check_positive_int("n_test_per_class", n_test_per_class)

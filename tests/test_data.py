@@ -540,3 +540,29 @@ def test_tiny_imagenet_download_with_a_bad_checksum_leaves_nothing(tiny_zip, tmp
     with pytest.raises(ValueError, match="checksum mismatch"):
         load_osr("tiny_imagenet", root=root, download=True)  # the real md5 != the fabricated zip's
     assert list(root.iterdir()) == []
+
+
+def test_custom_known_classes_label_in_given_order_and_leave_the_rest_unknown():
+    osr = load_osr("digits", known=[7, 2], seed=0)
+    assert osr.known_classes == (7, 2) and osr.unknown_classes == (0, 1, 3, 4, 5, 6, 8, 9)
+    assert osr.split == -1 and osr.num_classes == 2
+    x, y = as_tensors(osr.test_known)
+    assert set(y.tolist()) == {0, 1}
+    standard = load_osr("digits", 0, seed=0)  # knowns (2, 4, 5, 9, 8, 3): class 2 is label 0
+    x_std, y_std = as_tensors(standard.test_known)
+    assert torch.equal(x[y == 1], x_std[y_std == 0])  # same images of class 2, new label
+    total = len(standard.test_known) + len(standard.test_unknown)
+    assert len(osr.test_known) + len(osr.test_unknown) == total
+
+
+@pytest.mark.parametrize("known, message", [
+    ([], "1 to 9 distinct"), ([1, 1], "distinct"), (list(range(10)), "at least one class"),
+    ([10], "0..9"), ([-1], "0..9"), ([True], "distinct")])
+def test_custom_known_classes_are_checked(known, message):
+    with pytest.raises(ValueError, match=message):
+        load_osr("digits", known=known)
+
+
+def test_custom_known_classes_refused_for_cifar_plus():
+    with pytest.raises(ValueError, match="not available for cifar\\+10"):
+        load_osr("cifar+10", known=[0, 1])
