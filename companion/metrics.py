@@ -14,7 +14,8 @@ means unknown, has to be negated first.
   validation knowns: Protocol B, which complements Neal et al.'s benchmark with CIFAR-10 against
   ImageNet / LSUN outliers (the setting of Yoshihashi et al. 2019, "Classification-Reconstruction
   Learning for Open-Set Recognition").
-- Closed-set accuracy and the Davies-Bouldin index (cluster quality of the embedding).
+- Closed-set accuracy, the Davies-Bouldin index (cluster quality of the embedding) and the mean
+  intra- and inter-class distances it is built from.
 
 Inputs may be lists, NumPy arrays or torch tensors on any device; everything is computed on the CPU
 in float64 and returned as Python floats. Bad input (NaN or infinite scores, empty or non-1-D
@@ -271,15 +272,9 @@ def accuracy(pred: ArrayLike, labels: ArrayLike) -> float:
     return float(np.mean(pred == labels))
 
 
-def davies_bouldin(features: ArrayLike, labels: ArrayLike) -> float:
-    """Davies-Bouldin index of ``features`` (N, d) grouped by ``labels`` (N,); lower is better.
-
-    With S_i the mean Euclidean distance of cluster i's points to its centroid c_i, the index is
-    the mean over clusters i of max_{j != i} (S_i + S_j) / ||c_i - c_j||: small when clusters are
-    compact relative to how far apart they sit. Needs at least 2 clusters. Two clusters with the
-    same centroid give ``inf`` (scikit-learn instead drops such pairs, which can report a
-    collapsed embedding as perfect).
-    """
+def _clusters(features: ArrayLike, labels: ArrayLike, what: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cluster mean distance to the centroid ``S_i`` (k,) and the centroids (k, d)."""
     x = _to_numpy(features).astype(np.float64)
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N, d), got shape {x.shape}")
@@ -291,20 +286,50 @@ def davies_bouldin(features: ArrayLike, labels: ArrayLike) -> float:
     classes, cluster = np.unique(labels, return_inverse=True)
     k = len(classes)
     if k < 2:
-        raise ValueError(f"davies_bouldin needs at least 2 clusters, got {k}: {classes.tolist()}")
-
+        raise ValueError(f"{what} needs at least 2 clusters, got {k}: {classes.tolist()}")
     counts = np.bincount(cluster, minlength=k)
     centroids = np.zeros((k, x.shape[1]))
     np.add.at(centroids, cluster, x)
     centroids /= counts[:, None]
     to_centroid = np.linalg.norm(x - centroids[cluster], axis=1)
-    spread = np.bincount(cluster, weights=to_centroid, minlength=k) / counts
-    separation = np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)
+    return np.bincount(cluster, weights=to_centroid, minlength=k) / counts, centroids
+
+
+def _centroid_distances(centroids: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(centroids[:, None] - centroids[None], axis=-1)
+
+
+def davies_bouldin(features: ArrayLike, labels: ArrayLike) -> float:
+    """Davies-Bouldin index of ``features`` (N, d) grouped by ``labels`` (N,); lower is better.
+
+    With S_i the mean Euclidean distance of cluster i's points to its centroid c_i, the index is
+    the mean over clusters i of max_{j != i} (S_i + S_j) / ||c_i - c_j||: small when clusters are
+    compact relative to how far apart they sit. Needs at least 2 clusters. Two clusters with the
+    same centroid give ``inf`` (scikit-learn instead drops such pairs, which can report a
+    collapsed embedding as perfect).
+    """
+    spread, centroids = _clusters(features, labels, "davies_bouldin")
+    separation = _centroid_distances(centroids)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (spread[:, None] + spread[None]) / separation
     ratio[separation == 0] = np.inf  # coinciding centroids: the clusters cannot be told apart
     np.fill_diagonal(ratio, -np.inf)
     return float(ratio.max(axis=1).mean())
+
+
+def intra_class_distance(features: ArrayLike, labels: ArrayLike) -> float:
+    """Mean over classes of the mean Euclidean distance of a class's points to its centroid
+    (the ``S_i`` of ``davies_bouldin``), in the units of ``features`` (N, d); lower = more
+    compact. Pass unit-normalised embeddings to measure on the sphere the cosine heads use."""
+    return float(_clusters(features, labels, "intra_class_distance")[0].mean())
+
+
+def inter_class_distance(features: ArrayLike, labels: ArrayLike) -> float:
+    """Mean Euclidean distance between the centroids of two different classes, over all pairs,
+    in the units of ``features`` (N, d); higher = more separated."""
+    centroids = _clusters(features, labels, "inter_class_distance")[1]
+    k = len(centroids)
+    return float(_centroid_distances(centroids).sum() / (k * (k - 1)))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import davies_bouldin_score, f1_score, roc_auc_score
 
+from companion import metrics
 from companion.metrics import (
     accuracy,
     auroc,
@@ -428,3 +429,16 @@ def test_known_correct_accepts_bool_int_and_float():
     known, unknown = [0.9, 0.8, 0.1], [0.5, 0.1]
     assert oscr(known, unknown, [True, False, True]) == oscr(known, unknown, [1, 0, 1])
     assert oscr(known, unknown, np.array([1.0, 0.0, 1.0])) == oscr(known, unknown, [1, 0, 1])
+
+
+def test_intra_and_inter_class_distances_on_a_hand_computed_case():
+    # class 0: (0,0), (2,0) -> centroid (1,0), distances 1, 1; class 1: (0,4), (0,6), (0,8)
+    # -> centroid (0,6), distances 2, 0, 2 (mean 4/3); class 2: (10,0) alone, distance 0
+    x = np.array([[0, 0], [2, 0], [0, 4], [0, 6], [0, 8], [10, 0]], dtype=float)
+    y = np.array([0, 0, 1, 1, 1, 2])
+    assert metrics.intra_class_distance(x, y) == pytest.approx((1 + 4 / 3 + 0) / 3)
+    # centroid distances: |(1,0)-(0,6)| = sqrt(37), |(1,0)-(10,0)| = 9, |(0,6)-(10,0)| = sqrt(136)
+    assert metrics.inter_class_distance(x, y) == pytest.approx(
+        (np.sqrt(37) + 9 + np.sqrt(136)) / 3)
+    with pytest.raises(ValueError, match="inter_class_distance needs at least 2 clusters"):
+        metrics.inter_class_distance(x[:2], y[:2])
