@@ -237,6 +237,35 @@ class IntraClassHead(OvRHead):
         return LossOutput((1 - cos.gather(1, y[:, None])).mean(), self.scale * cos)
 
 
+class WithCompaction(nn.Module):
+    """Any head plus ``weight`` x the intra-class term ``mean_i (1 - cos(z_i, w_{y_i}))``.
+
+    ``w_k`` are the wrapped head's own prototypes (for SCE, its weight rows), so the extra term
+    pulls samples and prototypes together while the head's loss keeps classes apart. Inference
+    logits and prototypes are the wrapped head's. The book adds it to an already trained model to
+    change compaction alone (chapter 3).
+    """
+
+    def __init__(self, head: nn.Module, weight: float = 1.0):
+        super().__init__()
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        self.base, self.weight = head, weight
+
+    @property
+    def prototypes(self) -> torch.Tensor:
+        return self.base.prototypes
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.base(z)
+
+    def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
+        """The wrapped head's loss plus ``weight * mean_i (1 - cos(z_i, w_{y_i}))``."""
+        out = self.base.loss(z, y)
+        cos = (F.normalize(z, dim=1) * F.normalize(self.prototypes[y], dim=1)).sum(1)
+        return LossOutput(out.loss + self.weight * (1 - cos).mean(), out.logits)
+
+
 HEADS: dict[str, type[nn.Module]] = {
     "sce": SoftmaxHead,
     "center": CenterHead,
