@@ -1,9 +1,11 @@
+import math
+
 import pytest
 import torch
 from torch import nn
 
-from companion.models import (MLP, MODELS, Classifier32, ResNet18, SmallCNN, WideResNet,
-                              build_model, fold_batchnorm)
+from companion.models import (MLP, MODELS, Classifier32, ResNet18, ShiftedSoftplus, SmallCNN,
+                              WideResNet, build_model, fold_batchnorm)
 
 # (registry name, constructor kwargs, one input's shape, embed_dim)
 CASES = [
@@ -141,3 +143,14 @@ def test_fold_batchnorm_keeps_the_function(name, shape, folded_left):
 def test_fold_batchnorm_refuses_training_mode():
     with pytest.raises(ValueError, match="eval mode.*model.eval()"):
         fold_batchnorm(SmallCNN(3).train())
+
+
+def test_shifted_softplus_passes_through_zero_with_slope_one_half():
+    act = ShiftedSoftplus()
+    x = torch.tensor([0.0, 1.0, -30.0], requires_grad=True)
+    y = act(x)
+    expected = torch.tensor([0.0, math.log1p(math.e) - math.log(2.0), -math.log(2.0)])
+    torch.testing.assert_close(y.detach(), expected)
+    y[0].backward()
+    assert x.grad[0].item() == pytest.approx(0.5)
+    assert isinstance(MLP(3).features[1], ShiftedSoftplus)  # the default
