@@ -20,8 +20,10 @@ name       class              loss
 ``intra``  ``IntraClassHead`` the intra-class term alone, ``1 - cos(z, w_y)`` (an ablation)
 ========== ================== ============================================================
 
+``WithCompaction(head, weight)`` adds ``weight`` x that intra-class term to any head.
+
 Typical use: ``model.head = build_head("movr", model.embed_dim, model.num_classes)``, then
-``z, _ = model(x);            out = model.head.loss(z, y)``. ``RotationSSL`` adds the rotation-prediction
+``z, _ = model(x); out = model.head.loss(z, y)``. ``RotationSSL`` adds the rotation-prediction
 task to any of them; the training loop weights it by ``DEFAULT_SSL_WEIGHT``.
 """
 

@@ -6,8 +6,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from companion import losses
-from companion.losses import (HEADS, CenterHead, IntraClassHead, LossOutput, MOvRHead, OvRHead, RotationSSL,
-                              SoftmaxHead, add_angle, build_head, sample_ovr_loss)
+from companion.losses import (HEADS, CenterHead, IntraClassHead, LossOutput, MOvRHead, OvRHead,
+                              RotationSSL, SoftmaxHead, WithCompaction, add_angle, build_head,
+                              sample_ovr_loss)
 from companion.models import MLP
 
 T = 32.0
@@ -402,3 +403,28 @@ def test_intra_class_head_is_half_the_squared_distance_to_the_prototype():
     half_sq = 0.5 * (unit - head.prototypes[y]).pow(2).sum(1).mean()
     assert out.loss.item() == pytest.approx(half_sq.item(), rel=1e-6)
     assert torch.allclose(out.logits, head(z))
+
+
+def test_with_compaction_adds_the_weighted_intra_class_term_to_any_head():
+    torch.manual_seed(0)
+    base = OvRHead(2, 2)
+    with torch.no_grad():
+        base.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))  # unit prototypes e1, e2
+    z = torch.tensor([[1.0, 1.0], [0.0, -3.0]])
+    y = torch.tensor([0, 1])
+    # 1 - cos to the own prototype: 1 - 1/sqrt(2) (45 degrees), 2 (opposite)
+    intra = ((1 - 2 ** -0.5) + 2) / 2
+    for weight in [0.0, 0.5, 4.0]:
+        head = WithCompaction(base, weight)
+        out = head.loss(z, y)
+        expected = base.loss(z, y).loss.item() + weight * intra
+        assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+        assert torch.equal(out.logits, base.loss(z, y).logits) and torch.equal(head(z), base(z))
+        assert torch.equal(head.prototypes, base.prototypes)
+    sce = SoftmaxHead(2, 2)  # SCE's prototypes are its (unnormalised) weight rows
+    out = WithCompaction(sce, 1.0).loss(z, y)
+    cos = F.cosine_similarity(z, sce.weight[y], dim=1)
+    expected = sce.loss(z, y).loss.item() + (1 - cos).mean().item()
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="weight must be >= 0"):
+        WithCompaction(base, -1.0)
