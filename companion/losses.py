@@ -223,6 +223,13 @@ class MOvRHead(OvRHead):
         return self.scale * torch.where(delta == 0, cos, add_angle(cos, delta))
 
 
+def intra_class_term(z: torch.Tensor, prototypes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``mean_i (1 - cos(z_i, w_{y_i}))`` for ``z (N, d)``, ``prototypes (K, d)`` (any length)
+    and labels ``y (N,)``: half the mean squared distance between the unit vectors."""
+    cos = (F.normalize(z, dim=1) * F.normalize(prototypes[y], dim=1)).sum(dim=1)
+    return (1 - cos).mean()
+
+
 class IntraClassHead(OvRHead):
     """The intra-class term alone: pull each unit-normalised embedding to its class prototype.
 
@@ -234,9 +241,8 @@ class IntraClassHead(OvRHead):
     """
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        """``mean_i (1 - s_{i, y_i})`` and the logits ``T s``."""
-        cos = self.cosine(z)
-        return LossOutput((1 - cos.gather(1, y[:, None])).mean(), self.scale * cos)
+        """``intra_class_term(z, prototypes, y)`` and the logits ``T s``."""
+        return LossOutput(intra_class_term(z, self.prototypes, y), self(z))
 
 
 class WithCompaction(nn.Module):
@@ -262,10 +268,10 @@ class WithCompaction(nn.Module):
         return self.base(z)
 
     def loss(self, z: torch.Tensor, y: torch.Tensor) -> LossOutput:
-        """The wrapped head's loss plus ``weight * mean_i (1 - cos(z_i, w_{y_i}))``."""
+        """The wrapped head's loss plus ``weight * intra_class_term(z, prototypes, y)``."""
         out = self.base.loss(z, y)
-        cos = (F.normalize(z, dim=1) * F.normalize(self.prototypes[y], dim=1)).sum(1)
-        return LossOutput(out.loss + self.weight * (1 - cos).mean(), out.logits)
+        return LossOutput(out.loss + self.weight * intra_class_term(z, self.prototypes, y),
+                          out.logits)
 
 
 HEADS: dict[str, type[nn.Module]] = {
