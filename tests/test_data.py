@@ -1,8 +1,10 @@
-"""Tests for companion.data: split lists, every loader on tiny fabricated files, safe downloads.
+"""Tests for companion.data: split lists, in-memory sets, every loader on tiny fabricated files,
+integrity checks on damaged and crafted files, safe downloads.
 
-Nothing here touches the network. The real datasets are imitated in torchvision's on-disk formats
-with a few images per class; each image is one flat colour that encodes its class (and whether it
-comes from the train or the test part), so the tests can check which images landed in which set.
+Nothing here touches the network. The real datasets are imitated in their on-disk formats by
+``fabricate.py`` (beside this file), with a few images per class; each image is one flat colour
+that encodes its class and whether it comes from the train or the test part, so the tests can
+check which images landed in which set.
 """
 
 from __future__ import annotations
@@ -10,25 +12,30 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import pickle
-import struct
+import shutil
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.io
 import torch
-from PIL import Image
 
 from companion import data
-from companion.data import as_tensors, duplicate_splits, known_unknown, load_osr
+from companion.data import TensorSet, as_tensors, duplicate_splits, known_unknown, load_osr
+from fabricate import (
+    Python2Pickler, counts_for, decode, fabricate_all, preorganise_tiny_imagenet_val, tiny_class_of,
+    tiny_decode,
+)
 
 REFERENCE = Path(__file__).parents[2] / "shared/reference/osr_splits.json"
 PACKAGED = Path(data.__file__).with_name("osr_splits.json")
 ALL_DATASETS = [
     "toy2d", "digits", "mnist", "svhn", "cifar10", "cifar+10", "cifar+50", "tiny_imagenet"
 ]
+IMAGE_DATASETS = ALL_DATASETS[2:]
+REDOWNLOAD = r"delete .*download again \(load_osr\(\.\.\., download=True\) / --download\)"
 
 
 def reference_splits() -> dict:
@@ -209,135 +216,116 @@ def test_digits_seed_changes_the_split_and_only_the_split():
 
 
 # --------------------------------------------------------------------------------------------------
-# Fabricated copies of the real datasets
-
-N_TRAIN, N_TEST = 3, 2  # images per class in MNIST / SVHN / CIFAR-10; CIFAR-100 test has N_TEST
+# TensorSet
 
 
-def flat_value(cls: int, is_test: bool) -> int:
-    """The grey level of a fabricated image: it encodes the class and the part (0..255)."""
-    return 10 + 2 * cls + int(is_test)
+def uint8_set(n: int = 10) -> TensorSet:
+    """n images (3, 2, 2), image i filled with the value 10 * i, labelled i % 3."""
+    inputs = (torch.arange(n, dtype=torch.uint8) * 10).view(n, 1, 1, 1).expand(n, 3, 2, 2)
+    return TensorSet(inputs.contiguous(), torch.arange(n) % 3)
 
 
-def decode(x: torch.Tensor) -> tuple[int, int]:
-    """(class, is_test) back from an image made by ``flat_value``, after checking it is flat."""
-    assert torch.all(x == x.flatten()[0])
-    v = round(float(x.flatten()[0]) * 255) - 10
-    return v // 2, v % 2
+def test_tensor_set_items_are_float_images_in_unit_range_and_int64_scalars():
+    s = uint8_set()
+    assert len(s) == 10 and s.inputs.dtype == torch.uint8 and s.targets.dtype == torch.int64
+    x, y = s[4]
+    assert x.dtype == torch.float32 and x.shape == (3, 2, 2)
+    assert torch.equal(x, torch.full((3, 2, 2), 40 / 255))
+    assert y.dtype == torch.int64 and y.ndim == 0 and int(y) == 1
+    assert float(s[-1][0].max()) == pytest.approx(90 / 255)
+    floats = TensorSet(torch.tensor([[0.5, -2.0]]), torch.tensor([7], dtype=torch.int32))
+    assert torch.equal(floats[0][0], torch.tensor([0.5, -2.0]))
+    assert floats.targets.dtype == torch.int64
 
 
-def labels_per_part(num_classes: int, per_class: int) -> np.ndarray:
-    return np.repeat(np.arange(num_classes), per_class)
+def test_tensor_set_to_float():
+    assert torch.equal(TensorSet.to_float(torch.tensor([0, 51, 255], dtype=torch.uint8)),
+                       torch.tensor([0.0, 0.2, 1.0]))
+    x64 = torch.tensor([0.1, 3.0], dtype=torch.float64)
+    assert TensorSet.to_float(x64).dtype == torch.float32
+    assert torch.equal(TensorSet.to_float(x64), x64.float())
+    x32 = torch.tensor([-1.5])
+    assert torch.equal(TensorSet.to_float(x32), x32)
 
 
-def flat_images(labels: np.ndarray, is_test: bool, shape: tuple[int, ...]) -> np.ndarray:
-    values = np.array([flat_value(c, is_test) for c in labels], dtype=np.uint8)
-    return np.broadcast_to(values.reshape(-1, *[1] * len(shape)), (len(labels), *shape)).copy()
+def test_tensor_set_batches_stream_in_order_and_convert_per_batch():
+    s = uint8_set(10)
+    batches = list(s.batches(batch_size=4, device="cpu"))
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    assert all(x.dtype == torch.float32 and y.dtype == torch.int64 for x, y in batches)
+    X, y = as_tensors(s)
+    assert torch.equal(torch.cat([x for x, _ in batches]), X)
+    assert torch.equal(torch.cat([t for _, t in batches]), y)
+    assert len(list(s.batches())) == 1  # default 512
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        next(s.batches(0))
 
 
-def write_mnist(root: Path) -> None:
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for part, per_class, is_test in (("train", N_TRAIN, False), ("t10k", N_TEST, True)):
-        labels = labels_per_part(10, per_class)
-        images = flat_images(labels, is_test, (28, 28))
-        # idx format: big-endian magic (0x08 = ubyte, then the number of dims), sizes, raw bytes
-        (raw / f"{part}-images-idx3-ubyte").write_bytes(
-            struct.pack(">IIII", 0x0803, len(labels), 28, 28) + images.tobytes())
-        (raw / f"{part}-labels-idx1-ubyte").write_bytes(
-            struct.pack(">II", 0x0801, len(labels)) + labels.astype(np.uint8).tobytes())
+def test_tensor_set_subset_keeps_the_storage_type():
+    s = uint8_set(10)
+    sub = s.subset([7, 2])
+    assert isinstance(sub, TensorSet) and sub.inputs.dtype == torch.uint8
+    assert sub.targets.tolist() == [1, 2] and torch.equal(sub[0][0], s[7][0])
+    assert s.subset(torch.tensor([1, 1])).targets.tolist() == [1, 1]
+    assert s.subset(np.array([9])).targets.tolist() == [0]
+    assert s.subset(s.targets == 0).targets.tolist() == [0, 0, 0, 0]  # a boolean mask
+    empty = s.subset([])
+    assert len(empty) == 0 and empty.inputs.shape == (0, 3, 2, 2)
+    with pytest.raises(ValueError, match="integers or a boolean mask"):
+        s.subset([0.5])
 
 
-def write_svhn(root: Path) -> None:
-    (root / "svhn").mkdir(parents=True)
-    for part, per_class, is_test in (("train", N_TRAIN, False), ("test", N_TEST, True)):
-        labels = labels_per_part(10, per_class)
-        images = flat_images(labels, is_test, (32, 32, 3))
-        stored = np.where(labels == 0, 10, labels)  # SVHN stores digit 0 as 10
-        scipy.io.savemat(root / "svhn" / f"{part}_32x32.mat", {
-            "X": images.transpose(1, 2, 3, 0),  # (32, 32, 3, N)
-            "y": stored.reshape(-1, 1).astype(np.uint8),
-        })
+@pytest.mark.parametrize("inputs, targets, message", [
+    (torch.zeros(3, 2), torch.zeros(2, dtype=torch.int64), "3 inputs, 2 targets"),
+    (torch.zeros(3, 2, dtype=torch.float64), torch.zeros(3, dtype=torch.int64), "float64"),
+    (torch.zeros(3, 2, dtype=torch.int64), torch.zeros(3, dtype=torch.int64), "float32 or uint8"),
+    (torch.zeros(3, 2), torch.zeros(3), "1-D integer"),
+    (torch.zeros(3, 2), torch.zeros(3, 1, dtype=torch.int64), r"shape \(3, 1\)"),
+])
+def test_tensor_set_rejects_bad_tensors(inputs, targets, message):
+    with pytest.raises(ValueError, match=message):
+        TensorSet(inputs, targets)
 
 
-def pickle_to(path: Path, obj: dict) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f)
+def test_tensor_set_works_with_a_data_loader():
+    loader = torch.utils.data.DataLoader(uint8_set(10), batch_size=4)
+    x, y = next(iter(loader))
+    assert x.shape == (4, 3, 2, 2) and x.dtype == torch.float32 and y.dtype == torch.int64
 
 
-def cifar_rows(labels: np.ndarray, is_test: bool) -> np.ndarray:
-    return flat_images(labels, is_test, (3 * 32 * 32,))  # one row per image, channel-major
+def test_as_tensors_fast_path_matches_reading_every_item():
+    s = uint8_set(6)
+    X, y = as_tensors(s)
+    assert torch.equal(X, torch.stack([s[i][0] for i in range(6)]))
+    assert torch.equal(y, torch.stack([s[i][1] for i in range(6)]))
+    floats = TensorSet(torch.zeros(3, 2), torch.zeros(3, dtype=torch.int64))
+    X, y = as_tensors(floats)
+    X += 1
+    y += 1
+    assert floats.inputs.sum() == 0 and floats.targets.sum() == 0  # copies, not views
 
 
-def write_cifar10(root: Path) -> None:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for batch in range(1, 6):  # one image per class in each of the five train batches
-        labels = labels_per_part(10, 1)
-        pickle_to(folder / f"data_batch_{batch}",
-                  {"data": cifar_rows(labels, False), "labels": labels.tolist()})
-    labels = labels_per_part(10, N_TEST)
-    pickle_to(folder / "test_batch", {"data": cifar_rows(labels, True), "labels": labels.tolist()})
-    pickle_to(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+# --------------------------------------------------------------------------------------------------
+# The real datasets, from fabricated files
 
-
-def write_cifar100(root: Path) -> None:
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    for part, per_class, is_test in (("train", 1, False), ("test", N_TEST, True)):
-        labels = labels_per_part(100, per_class)
-        pickle_to(folder / part, {
-            "data": cifar_rows(labels, is_test),
-            "fine_labels": labels.tolist(),
-            "coarse_labels": (labels // 5).tolist(),
-        })
-    pickle_to(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)]})
-
-
-TINY_WNIDS = [f"n{n:08d}" for n in np.random.default_rng(0).choice(10**8, size=200, replace=False)]
-TINY_TRAIN = 2  # images per class; the val set has one per class
-
-
-def tiny_colour(cls: int, is_test: bool) -> tuple[int, int, int]:
-    # Steps of 16 per channel survive JPEG compression of a flat image.
-    return 8 + 16 * (cls // 16), 8 + 16 * (cls % 16), 8 + 16 * int(is_test)
-
-
-def tiny_decode(x: torch.Tensor) -> tuple[int, int]:
-    r, g, b = (round((float(x[c].mean()) * 255 - 8) / 16) for c in range(3))
-    return 16 * r + g, b
-
-
-def write_tiny_imagenet(root: Path) -> None:
-    folder = root / "tiny-imagenet-200"
-    (folder / "val" / "images").mkdir(parents=True)
-    # wnids.txt is not sorted, like the real file: class ids come from the sorted train folders
-    (folder / "wnids.txt").write_text("\n".join(TINY_WNIDS) + "\n")
-    class_of = {wnid: i for i, wnid in enumerate(sorted(TINY_WNIDS))}
-    for wnid in TINY_WNIDS:
-        images = folder / "train" / wnid / "images"
-        images.mkdir(parents=True)
-        for i in range(TINY_TRAIN):
-            Image.new("RGB", (64, 64), tiny_colour(class_of[wnid], False)).save(
-                images / f"{wnid}_{i}.JPEG", quality=95)
-    # val images in a shuffled class order: only the annotations say which class each one is
-    lines = []
-    for i, wnid in enumerate(np.random.default_rng(1).permutation(TINY_WNIDS)):
-        Image.new("RGB", (64, 64), tiny_colour(class_of[wnid], True)).save(
-            folder / "val" / "images" / f"val_{i}.JPEG", quality=95)
-        lines.append(f"val_{i}.JPEG\t{wnid}\t0\t0\t63\t63")
-    (folder / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+PER_CLASS = 8  # fabricate.py's default, which CI uses too
+C = counts_for(PER_CLASS)
 
 
 @pytest.fixture(scope="module")
 def fake_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("data")
-    for write in (write_mnist, write_svhn, write_cifar10, write_cifar100, write_tiny_imagenet):
-        write(root)
+    fabricate_all(root, per_class=PER_CLASS)
     return root
 
 
-def check_sets(d, decode_fn=decode, n_train=N_TRAIN, n_test=N_TEST, unknown_per_class=N_TEST):
+def copy_of(fake_root: Path, tmp_path: Path, folder: str) -> Path:
+    """A fresh root holding a copy of one dataset folder of ``fake_root``, to damage."""
+    shutil.copytree(fake_root / folder, tmp_path / folder)
+    return tmp_path
+
+
+def check_sets(d, decode_fn=decode, n_train=C.train, n_test=C.test, unknown_per_class=C.test):
     """Every image is in the set its class and part say, with the right label, shape and range."""
     known, unknown = d.known_classes, d.unknown_classes
     assert len(d.train) == n_train * len(known)
@@ -346,6 +334,8 @@ def check_sets(d, decode_fn=decode, n_train=N_TRAIN, n_test=N_TEST, unknown_per_
     for part, is_test, classes in (
         (d.train, 0, known), (d.test_known, 1, known), (d.test_unknown, 1, unknown)
     ):
+        assert isinstance(part, TensorSet) and part.inputs.dtype == torch.uint8
+        assert part.inputs.shape[1:] == d.input_shape
         X, y = as_tensors(part)
         assert X.shape[1:] == d.input_shape and X.dtype == torch.float32 and y.dtype == torch.int64
         assert X.min() >= 0 and X.max() <= 1
@@ -359,15 +349,33 @@ def check_sets(d, decode_fn=decode, n_train=N_TRAIN, n_test=N_TEST, unknown_per_
         assert seen == set(classes)
 
 
+def test_fabricated_sets_are_big_enough_for_the_ci_run(fake_root):
+    """CI trains every chapter on these files with batches of up to 16: 32 train images at least."""
+    for dataset in IMAGE_DATASETS:
+        d = load_osr(dataset, 0, root=fake_root, verify=False)
+        assert len(d.train) >= 32, dataset
+        assert len(d.test_known) >= 2 * d.num_classes and len(d.test_unknown) >= 16, dataset
+
+
 def test_mnist_from_fabricated_idx_files(fake_root):
     d = load_osr("mnist", 0, root=fake_root)
     assert d.input_shape == (3, 32, 32) and d.known_classes == (2, 4, 5, 9, 8, 3)
     check_sets(d)
+    x = d.train.inputs[0]
+    assert torch.equal(x[0], x[1]) and torch.equal(x[0], x[2])  # gray repeated to RGB
 
 
 def test_default_root_is_the_data_dir_from_the_environment(fake_root, monkeypatch):
     monkeypatch.setenv("COMPANION_DATA_DIR", str(fake_root))
-    assert len(load_osr("mnist", 1).train) == N_TRAIN * 6
+    assert len(load_osr("mnist", 1).train) == C.train * 6
+
+
+def test_mnist_download_flag_with_the_files_present_stays_offline(fake_root, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("MNIST files are present: nothing should be downloaded")
+
+    monkeypatch.setattr(data.tv_utils, "download_and_extract_archive", no_network)
+    assert len(load_osr("mnist", 0, root=fake_root, download=True).train) == C.train * 6
 
 
 def test_svhn_from_fabricated_mat_files_maps_label_10_to_digit_0(fake_root):
@@ -378,7 +386,7 @@ def test_svhn_from_fabricated_mat_files_maps_label_10_to_digit_0(fake_root):
 
 def test_cifar10_from_fabricated_pickles(fake_root):
     d = load_osr("cifar10", 4, root=fake_root, verify=False)
-    check_sets(d, n_train=5)
+    check_sets(d)
 
 
 @pytest.mark.parametrize("dataset, n_unknown", [("cifar+10", 10), ("cifar+50", 50)])
@@ -386,28 +394,187 @@ def test_cifar_plus_takes_unknowns_from_the_cifar100_test_set(fake_root, dataset
     d = load_osr(dataset, 2, root=fake_root, verify=False)
     assert d.num_classes == 4 and len(d.unknown_classes) == n_unknown
     assert list(d.unknown_classes) == known_unknown(dataset, 2)[1]
-    check_sets(d, n_train=5)  # the unknown images decode to CIFAR-100 ids, test part
-
-
-@pytest.mark.parametrize("dataset", ["svhn", "cifar10", "cifar+10"])
-def test_md5_is_checked_by_default(fake_root, dataset):
-    with pytest.raises(RuntimeError, match="verify=False"):
-        load_osr(dataset, 0, root=fake_root)
+    check_sets(d)  # the unknown images decode to CIFAR-100 ids, test part
 
 
 def test_tiny_imagenet_classes_follow_sorted_wnids_and_val_annotations(fake_root):
     d = load_osr("tiny_imagenet", 0, root=fake_root)
-    assert d.input_shape == (3, 32, 32) and d.num_classes == 20 and len(d.unknown_classes) == 180
-    check_sets(d, decode_fn=tiny_decode, n_train=TINY_TRAIN, n_test=1, unknown_per_class=1)
+    assert d.input_shape == (3, 64, 64) and d.num_classes == 20 and len(d.unknown_classes) == 180
+    check_sets(d, decode_fn=tiny_decode, n_train=C.tiny_train, n_test=C.tiny_val,
+               unknown_per_class=C.tiny_val)
 
 
-def test_tiny_imagenet_native_size(fake_root):
-    d = load_osr("tiny_imagenet", 1, root=fake_root, image_size=64)
-    assert d.input_shape == (3, 64, 64)
+@pytest.mark.parametrize("dataset", IMAGE_DATASETS)
+def test_image_size_defaults_to_the_protocol_and_can_be_overridden(fake_root, dataset):
+    native = 64 if dataset == "tiny_imagenet" else 32
+    assert load_osr(dataset, 1, root=fake_root, verify=False).input_shape == (3, native, native)
+    d = load_osr(dataset, 1, root=fake_root, verify=False, image_size=24)
+    assert d.input_shape == (3, 24, 24) and d.train.inputs.shape[1:] == (3, 24, 24)
     x, y = d.test_known[0]
-    assert x.shape == (3, 64, 64) and tiny_decode(x) == (d.known_classes[int(y)], 1)
+    cls, is_test = (tiny_decode if dataset == "tiny_imagenet" else decode)(x)
+    assert (cls, is_test) == (d.known_classes[int(y)], 1)  # resizing a flat image keeps its colour
+
+
+def test_image_size_is_checked_and_ignored_by_the_offline_datasets():
     with pytest.raises(ValueError, match="image_size must be a positive int, got 0"):
-        load_osr("tiny_imagenet", 1, root=fake_root, image_size=0)
+        load_osr("toy2d", image_size=0)
+    assert load_osr("digits", image_size=64).input_shape == (1, 8, 8)
+
+
+def test_offline_datasets_are_float_tensor_sets():
+    d = load_osr("toy2d", n_per_class=3, n_test_per_class=2)
+    for part in (d.train, d.test_known, d.test_unknown):
+        assert isinstance(part, TensorSet) and part.inputs.dtype == torch.float32
+
+
+def test_tiny_imagenet_decodes_only_the_train_images_it_returns(fake_root):
+    d = load_osr("tiny_imagenet", root=fake_root, known=[5, 3])
+    assert d.known_classes == (5, 3) and sorted(d.train.targets.tolist()) == [0] * 2 + [1] * 2
+    assert len(d.test_unknown) == 198 * C.tiny_val
+
+
+@pytest.mark.parametrize("with_images_folder", [True, False])
+def test_tiny_imagenet_preorganised_val_gives_the_official_labels(fake_root, tmp_path,
+                                                                   with_images_folder):
+    root = copy_of(fake_root, tmp_path, "tiny-imagenet-200")
+    preorganise_tiny_imagenet_val(root / "tiny-imagenet-200", with_images_folder)
+    assert not (root / "tiny-imagenet-200/val/val_annotations.txt").exists()
+    official = load_osr("tiny_imagenet", 3, root=fake_root)
+    sorted_val = load_osr("tiny_imagenet", 3, root=root)
+    for part in ("test_known", "test_unknown"):
+        a, b = getattr(official, part), getattr(sorted_val, part)
+        pairs = [sorted((tiny_decode(x), int(y)) for x, y in s) for s in (a, b)]
+        assert len(a) == len(b) and pairs[0] == pairs[1]
+    assert torch.equal(official.train.inputs, sorted_val.train.inputs)
+
+
+def test_tiny_imagenet_preorganised_val_must_cover_every_class(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path, "tiny-imagenet-200")
+    preorganise_tiny_imagenet_val(root / "tiny-imagenet-200")
+    shutil.rmtree(root / "tiny-imagenet-200/val" / sorted(tiny_class_of())[0])
+    with pytest.raises(ValueError, match="class folders for 199 of the 200"):
+        load_osr("tiny_imagenet", root=root)
+
+
+# --------------------------------------------------------------------------------------------------
+# Integrity: checksums, damaged files, crafted pickles
+
+
+@pytest.mark.parametrize("dataset, path", [
+    ("svhn", "svhn/train_32x32.mat"),
+    ("cifar10", "cifar-10-batches-py/data_batch_1"),
+    ("cifar+10", "cifar-10-batches-py/data_batch_1"),
+])
+def test_md5_is_checked_by_default_and_names_the_file(fake_root, dataset, path):
+    with pytest.raises(ValueError) as info:
+        load_osr(dataset, 0, root=fake_root)
+    message = str(info.value)
+    assert str(fake_root / path) in message and "is not the official" in message
+    assert "verify=False" in message
+    assert info.match(REDOWNLOAD)
+
+
+def test_cifar100_md5_is_checked_too(fake_root, tmp_path, monkeypatch):
+    root = copy_of(fake_root, tmp_path, "cifar-10-batches-py")
+    copy_of(fake_root, tmp_path, "cifar-100-python")
+    # Give the fabricated CIFAR-10 files their md5s, so the check reaches CIFAR-100.
+    table = [[name, md5_of(root / "cifar-10-batches-py" / name)]
+             for name, _ in data.tvd.CIFAR10.train_list]
+    monkeypatch.setattr(data.tvd.CIFAR10, "train_list", table)
+    monkeypatch.setattr(data.tvd.CIFAR10, "test_list", [
+        ["test_batch", md5_of(root / "cifar-10-batches-py/test_batch")]])
+    with pytest.raises(ValueError, match="cifar-100-python/test: md5"):
+        load_osr("cifar+50", 0, root=root)
+
+
+class Exploit:
+    """Pickles into a call of os.system that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_crafted_cifar_pickle_is_refused_without_running_it(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path, "cifar-10-batches-py")
+    batch = root / "cifar-10-batches-py/data_batch_1"
+    marker = tmp_path / "pwned"
+    # A real-format batch (the allowed numpy globals come first) with the exploit inside.
+    with open(batch, "wb") as f:
+        Python2Pickler(f).dump({"data": np.zeros((1, 3072), np.uint8), "labels": Exploit(marker)})
+    payload = batch.read_bytes()
+    # The payload is live: plain pickle runs the command.
+    pickle.loads(payload, encoding="latin1")
+    assert marker.exists()
+    marker.unlink()
+
+    with pytest.raises(pickle.UnpicklingError) as info:
+        load_osr("cifar10", 0, root=root, verify=False)  # verify=False skips only the md5
+    assert str(batch) in str(info.value) and "system" in str(info.value)
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="is not the official"):
+        load_osr("cifar10", 0, root=root)  # with verify=True the md5 refuses it first
+    assert not marker.exists()
+
+
+def test_cifar_pickle_of_other_objects_is_refused(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path, "cifar-10-batches-py")
+    batch = root / "cifar-10-batches-py/test_batch"
+    batch.write_bytes(pickle.dumps({"data": np.zeros((1, 3072), np.uint8),
+                                    "labels": [0], "when": dataclasses.field}))
+    with pytest.raises(pickle.UnpicklingError, match="dataclasses.field"):
+        load_osr("cifar10", 0, root=root, verify=False)
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    raw = path.read_bytes()
+    path.write_bytes(raw[:int(len(raw) * keep)])
+
+
+@pytest.mark.parametrize("dataset, folder, path, damage, problem", [
+    ("mnist", "MNIST", "MNIST/raw/train-images-idx3-ubyte", truncate, "truncated"),
+    ("mnist", "MNIST", "MNIST/raw/t10k-labels-idx1-ubyte",
+     lambda p: p.write_bytes(b"\x00\x00\x08\x03" + p.read_bytes()[4:]), "magic number"),
+    ("mnist", "MNIST", "MNIST/raw/t10k-images-idx3-ubyte", lambda p: p.write_bytes(b""),
+     "magic number missing"),
+    ("svhn", "svhn", "svhn/test_32x32.mat", truncate, "not a readable .mat file"),
+    ("svhn", "svhn", "svhn/train_32x32.mat", lambda p: p.write_bytes(b"not a mat file" * 20),
+     "not a readable .mat file"),
+    ("cifar10", "cifar-10-batches-py", "cifar-10-batches-py/data_batch_3", truncate,
+     "not a readable CIFAR pickle"),
+    ("cifar10", "cifar-10-batches-py", "cifar-10-batches-py/test_batch",
+     lambda p: p.write_bytes(pickle.dumps({"data": [1, 2]}, protocol=2)), "'data' should be"),
+    ("tiny_imagenet", "tiny-imagenet-200", "tiny-imagenet-200/val/images/val_7.JPEG", truncate,
+     "unreadable or truncated image"),
+])
+def test_damaged_files_raise_naming_the_file_and_the_fix(fake_root, tmp_path, dataset, folder,
+                                                         path, damage, problem):
+    root = copy_of(fake_root, tmp_path, folder)
+    damage(root / path)
+    with pytest.raises(ValueError) as info:
+        load_osr(dataset, 0, root=root, verify=False)
+    message = str(info.value)
+    assert str(root / path) in message and problem in message
+    assert "delete" in message and "download=True" in message and "--download" in message
+
+
+def test_tiny_imagenet_bad_annotation_line_is_named(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path, "tiny-imagenet-200")
+    annotations = root / "tiny-imagenet-200/val/val_annotations.txt"
+    annotations.write_text(annotations.read_text().replace("\t", " ", 5))  # line 1 has no tab
+    with pytest.raises(ValueError, match=f"{annotations}, line 1: .*download again"):
+        load_osr("tiny_imagenet", root=root)
+
+
+def test_mnist_label_count_must_match_the_images(fake_root, tmp_path):
+    root = copy_of(fake_root, tmp_path, "MNIST")
+    labels = root / "MNIST/raw/t10k-labels-idx1-ubyte"
+    raw = labels.read_bytes()
+    labels.write_bytes(raw[:4] + (len(raw) - 9).to_bytes(4, "big") + raw[8:-1])
+    with pytest.raises(ValueError, match=f"{labels}: .* labels for the .* images"):
+        load_osr("mnist", root=root)
 
 
 @pytest.mark.parametrize("dataset, expected", [
@@ -422,7 +589,8 @@ def test_missing_data_says_how_to_get_it(tmp_path, dataset, expected):
     with pytest.raises(FileNotFoundError) as info:
         load_osr(dataset, root=root)
     message = str(info.value)
-    for needle in (repr(dataset), str(root), "download=True", "COMPANION_DATA_DIR", expected):
+    for needle in (repr(dataset), str(root), "download=True", "--download", "COMPANION_DATA_DIR",
+                   expected):
         assert needle in message
     assert not root.exists()  # nothing is created without download=True
 
@@ -430,7 +598,7 @@ def test_missing_data_says_how_to_get_it(tmp_path, dataset, expected):
 def test_cifar_plus_needs_cifar100_as_well(fake_root, tmp_path):
     (tmp_path / "cifar-10-batches-py").symlink_to(fake_root / "cifar-10-batches-py")
     load_osr("cifar10", root=tmp_path, verify=False)
-    with pytest.raises(FileNotFoundError, match="missing: cifar-100-python/train"):
+    with pytest.raises(FileNotFoundError, match="missing: cifar-100-python/test"):
         load_osr("cifar+10", root=tmp_path, verify=False)
 
 
@@ -440,6 +608,10 @@ def test_as_tensors_and_frozen_result():
         d.name = "other"
     with pytest.raises(ValueError, match="empty"):
         as_tensors(torch.utils.data.TensorDataset(torch.zeros(0, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        as_tensors(d.train.subset([]))
+    X, y = as_tensors(torch.utils.data.TensorDataset(torch.ones(2, 3), torch.tensor([1, 0])))
+    assert X.shape == (2, 3) and y.tolist() == [1, 0]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -531,7 +703,8 @@ def test_tiny_imagenet_download_verifies_and_extracts(tiny_zip, tmp_path, monkey
     root = tmp_path / "new"
     d = load_osr("tiny_imagenet", 2, root=root, download=True)
     assert [p.name for p in root.iterdir()] == ["tiny-imagenet-200"]  # archive and scratch removed
-    check_sets(d, decode_fn=tiny_decode, n_train=TINY_TRAIN, n_test=1, unknown_per_class=1)
+    check_sets(d, decode_fn=tiny_decode, n_train=C.tiny_train, n_test=C.tiny_val,
+               unknown_per_class=C.tiny_val)
 
 
 def test_tiny_imagenet_download_with_a_bad_checksum_leaves_nothing(tiny_zip, tmp_path, monkeypatch):
