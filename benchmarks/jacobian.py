@@ -1,4 +1,4 @@
-"""Benchmark of the Jacobian-norm methods: ``python -m companion jacobian-benchmark``.
+"""Benchmark of the Jacobian-norm methods: ``python benchmarks/jacobian.py`` (``make bench``).
 
 Times ``companion.jacobian.jacobian_norm`` against the naive per-sample loop over
 ``torch.autograd.functional.jacobian`` on two backbones -- (a) the digits CNN on ``(N, 1, 8, 8)``
@@ -15,6 +15,7 @@ projections.
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import time
@@ -24,10 +25,10 @@ from typing import Callable, TypeVar
 import torch
 from torch import nn
 
-from . import data, metrics
-from .jacobian import jacobian_norm
-from .models import Classifier32, SmallCNN, fold_batchnorm
-from .train import TrainConfig, fit, unit_embedding
+from companion import experiments
+from companion.jacobian import jacobian_norm, norm_gap
+from companion.models import Classifier32, SmallCNN, fold_batchnorm
+from companion.spec import RunSpec
 
 ESTIMATOR_PROJECTIONS = (1, 4, 16)
 AUROC_PROJECTIONS = (16, 64)
@@ -171,39 +172,22 @@ def format_table(cases: list[Case], results: list[tuple[dict[str, Row], float, i
 
 def auroc_check(device: torch.device, iterations: int = AUROC_ITERATIONS,
                 seeds: int = 5) -> dict[str, float]:
-    """Train the digits CNN on split 0, then compare the AUROC of ``-norm`` (knowns positive) of
-    the unit-normalised embedding from exact norms with Hutchinson's at each of
+    """Train the digits CNN (SCE) on split 0, then compare the AUROC of ``-norm`` (knowns
+    positive) of the unit-normalised embedding from exact norms with Hutchinson's at each of
     ``AUROC_PROJECTIONS``, over ``seeds`` seeds.
 
     Returns the exact AUROC, the mean exact norms of both sets and, per ``k``, the mean and max
     over seeds of ``|AUROC_k - exact|``.
     """
-    osr = data.load_osr("digits", 0)
-    torch.manual_seed(0)
-    model = SmallCNN(osr.num_classes, in_channels=1)
-    fit(model, osr.train, TrainConfig(iterations=iterations, batch_size=64, augment="none"),
-        device=device, progress=False)
-    known = data.as_tensors(osr.test_known)[0].to(device)
-    unknown = data.as_tensors(osr.test_unknown)[0].to(device)
-    # The representation the book scores: the unit-normalised embedding (chapter 2 shows that
-    # the raw embedding's norm barely separates knowns from unknowns on this model).
-    representation = unit_embedding(model)
-
-    def norms(**kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-        return (jacobian_norm(representation, known, **kwargs).cpu(),
-                jacobian_norm(representation, unknown, **kwargs).cpu())
-
-    def auroc(pair: tuple[torch.Tensor, torch.Tensor]) -> float:
-        return metrics.auroc(-pair[0], -pair[1])  # a small norm means "known"
-
-    exact = norms()
-    result = {"exact": auroc(exact), "n_known": len(known), "n_unknown": len(unknown),
-              "seeds": seeds, "norm_known": float(exact[0].mean()),
-              "norm_unknown": float(exact[1].mean())}
+    run = experiments.train(RunSpec.parse("sce", dataset="digits", iterations=iterations),
+                            device=device)
+    known, unknown = run.osr.test_known, run.osr.test_unknown
+    exact = norm_gap(run.model, known, unknown)
+    result = {"exact": exact.auroc, "n_known": len(known), "n_unknown": len(unknown),
+              "seeds": seeds, "norm_known": exact.known_mean, "norm_unknown": exact.unknown_mean}
     for k in AUROC_PROJECTIONS:
-        diffs = [abs(auroc(norms(method="hutchinson", num_projections=k,
-                                 generator=torch.Generator().manual_seed(seed))) - result["exact"])
-                 for seed in range(seeds)]
+        diffs = [abs(norm_gap(run.model, known, unknown, "hutchinson", num_projections=k,
+                              seed=seed).auroc - result["exact"]) for seed in range(seeds)]
         result[f"mean_diff_{k}"] = statistics.mean(diffs)
         result[f"max_diff_{k}"] = max(diffs)
     return result
@@ -216,8 +200,8 @@ def default_sizes(device: torch.device) -> dict[str, tuple[int, int]]:
     return {"digits": (512, 64), "classifier32": (16, 4)}
 
 
-def main(device: str | torch.device = "cpu", n: int | None = None, repeats: int = 3,
-         accuracy: bool = True) -> None:
+def run_benchmark(device: str | torch.device = "cpu", n: int | None = None, repeats: int = 3,
+                  accuracy: bool = True) -> None:
     """Run the benchmark and print the table (and the AUROC check unless ``accuracy=False``).
 
     ``n`` overrides the number of samples of both cases; the naive loop is timed on at most the
@@ -276,3 +260,40 @@ def main(device: str | torch.device = "cpu", n: int | None = None, repeats: int 
                 f"{'met' if mean <= AUROC_TOLERANCE else 'MISSED'} (on the mean)")
             print(f"  hutchinson k={k}: |AUROC - exact| over {check['seeds']} seeds: "
                   f"mean {mean:.4f}, max {worst:.4f}{verdict}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="benchmarks/jacobian.py",
+        description="Time companion.jacobian.jacobian_norm (exact, vmap, and the Hutchinson "
+                    "estimator with 1, 4 and 16 projections) against a naive per-sample loop "
+                    "over torch.autograd.functional.jacobian, on the digits CNN and on "
+                    "classifier32, and print one table. Then train the digits CNN briefly and "
+                    "compare the known-vs-unknown AUROC of exact and estimated norms.")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="where to run (default: cuda if available, else cpu)")
+    parser.add_argument("--n", type=_positive_int, default=None, metavar="N",
+                        help="samples per backbone (default: 512 digits and 16 classifier32 "
+                             "inputs on CPU, 4096 and 512 on CUDA); the naive loop is timed on "
+                             "a subset of at most 64 / 4 (CUDA: 64 / 8) of them")
+    parser.add_argument("--repeats", type=_positive_int, default=3, metavar="R",
+                        help="timed runs per measurement after one warm-up; the median is "
+                             "reported (default: 3)")
+    parser.add_argument("--skip-accuracy", action="store_true",
+                        help="skip the training run and the AUROC comparison")
+    args = parser.parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda asked for, but CUDA is not available")
+    run_benchmark(device=device, n=args.n, repeats=args.repeats, accuracy=not args.skip_accuracy)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,29 @@
-"""The ``train``, ``evaluate`` and ``benchmark`` commands of ``python -m companion``.
+"""The command line, ``python -m companion <command>``: train, evaluate, sweep, merge.
 
-``add_subcommands(commands)`` registers them on the subparsers of the package's main parser
-(each sets ``run`` to the function that executes it, like the other commands there); ``main``
-runs them on their own. Heavy modules are imported inside the ``run`` functions, so ``--help``
-stays instant.
+Every command builds run specs (``companion.spec.RunSpec``) from the same options, then calls the
+verbs of ``companion.experiments``, so what the CLI runs is exactly what a notebook or a sweep
+runs. Heavy modules are imported inside the commands, so ``--help`` stays instant. User errors
+(bad values, missing files) print one line and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Sequence
 
-LOSS_HELP = ("a loss head -- sce, center, ovr, movr, or intra (the intra-class term alone, "
-             "an ablation) -- optionally followed by training techniques: +aug (data "
-             "augmentation), +wd (weight decay, see --weight-decay), +ssl (rotation "
-             "self-supervision); e.g. movr+aug+wd+ssl. Without +wd there is no weight decay, "
-             "without +aug no augmentation")
+LABEL_HELP = ("a loss head (sce, center, ovr, movr, or intra: the intra-class term alone, an "
+              "ablation), optionally with head arguments after ':' and training techniques "
+              "after '+': +aug (augmentation), +wd (weight decay), +ssl (rotation "
+              "self-supervision), each with the dataset preset's value unless given as "
+              "+wd=5e-4; e.g. movr+aug+wd+ssl or movr:margin=0.3+wd")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -31,36 +39,6 @@ def parse_int_list(text: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
     return values
-
-
-def _loss_list(text: str) -> list[str]:
-    from .experiments import parse_loss
-
-    labels = [part.strip() for part in text.split(",") if part.strip()]
-    try:
-        for label in labels:
-            parse_loss(label)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    if not labels:
-        raise argparse.ArgumentTypeError("expected at least one loss")
-    return labels
-
-
-def _loss(text: str) -> str:
-    labels = _loss_list(text)
-    if len(labels) != 1:
-        raise argparse.ArgumentTypeError(f"expected one loss, got {text!r}")
-    return labels[0]
-
-
-def _dataset(text: str) -> str:
-    from .data import DATASETS
-
-    if text not in DATASETS:
-        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; valid names: "
-                                         f"{', '.join(DATASETS)}")
-    return text
 
 
 def _int_at_least(low: int, what: str):
@@ -80,16 +58,51 @@ _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="digits", type=_dataset, metavar="NAME",
-                        help="toy2d, digits, mnist, svhn, cifar10, cifar+10, cifar+50 or "
-                             "tiny_imagenet (default: digits; toy2d and digits need no "
-                             "download)")
-    parser.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
-                        help="SGD steps per run (default: 500 on digits, 1000 on toy2d, the "
-                             "paper's 20000 elsewhere; fewer with COMPANION_FAST=1)")
-    parser.add_argument("--weight-decay", type=float, default=1e-3, metavar="WD",
-                        help="the weight decay a +wd loss uses (default: 1e-3)")
+def _labels(text: str) -> list[str]:
+    from .spec import _parse_label
+
+    labels = [part.strip() for part in text.split(",") if part.strip()]
+    if not labels:
+        raise argparse.ArgumentTypeError("expected at least one loss label")
+    for label in labels:
+        try:
+            _parse_label(label)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return labels
+
+
+def _label(text: str) -> list[str]:
+    labels = _labels(text)
+    if len(labels) != 1:
+        raise argparse.ArgumentTypeError(f"expected one loss label, got {text!r} (a sweep takes "
+                                         "several)")
+    return labels
+
+
+def _dataset(text: str) -> str:
+    from .data import DATASETS
+
+    if text not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}; valid names: "
+                                         f"{', '.join(DATASETS)}")
+    return text
+
+
+def _shard(text: str) -> tuple[int, int]:
+    from .experiments import parse_shard
+
+    try:
+        return parse_shard(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+# --------------------------------------------------------------------------------------------------
+# options shared by the commands
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
                         help="where to run (default: cuda if available, else cpu)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
@@ -100,22 +113,118 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "into the dataset folder, verified by checksum")
 
 
-def _run_kwargs(args: argparse.Namespace) -> dict:
-    """``run_osr`` / ``train_osr`` keyword arguments from the common options."""
-    import dataclasses
+def _add_spec_options(parser: argparse.ArgumentParser, many: bool) -> None:
+    """Every field of a run spec; ``many``: lists of labels, splits and seeds (sweep)."""
+    parser.add_argument("--dataset", default="digits", type=_dataset, metavar="NAME",
+                        help="toy2d, digits, mnist, svhn, cifar10, cifar+10, cifar+50 or "
+                             "tiny_imagenet (default: digits; toy2d and digits need no "
+                             "download)")
+    if many:
+        parser.add_argument("--losses", type=_labels, default=["sce", "movr"], metavar="LIST",
+                            help=f"comma-separated loss labels (default: sce,movr); each is "
+                                 f"{LABEL_HELP}")
+        parser.add_argument("--splits", type=parse_int_list, default=[0, 1, 2, 3, 4],
+                            metavar="SPEC", help="splits 0..4 as a range (0-4) or a list "
+                                                 "(0,2,3) (default: 0-4)")
+        parser.add_argument("--seeds", type=parse_int_list, default=[0], metavar="SPEC",
+                            help="random seeds, same syntax (default: 0)")
+    else:
+        parser.add_argument("--loss", type=_label, default=["sce"], metavar="LABEL",
+                            help=f"{LABEL_HELP} (default: sce)")
+        parser.add_argument("--split", type=_int_at_least(0, "split (0..4)"), default=0,
+                            help="known/unknown split 0..4 (default: 0)")
+        parser.add_argument("--seed", type=_non_negative_int, default=0,
+                            help="random seed (default: 0)")
+    spec = parser.add_argument_group("model and training (defaults: the dataset's preset, see "
+                                     "companion.presets)")
+    spec.add_argument("--model", default=None, metavar="NAME",
+                      help="backbone: mlp, small_cnn, classifier32, resnet18, wrn16_4")
+    spec.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
+                      help="resize images to PX x PX (default: 32, TinyImageNet 64)")
+    spec.add_argument("--iterations", type=_positive_int, default=None, metavar="N",
+                      help="SGD steps (default: 500 on digits, 1000 on toy2d, 20000 on the "
+                           "paper's datasets)")
+    spec.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                      help="train for N passes over the data instead of --iterations")
+    spec.add_argument("--batch-size", type=_positive_int, default=None, metavar="B")
+    spec.add_argument("--lr", type=float, default=None, metavar="LR",
+                      help="initial learning rate (cosine schedule down to --lr-min)")
+    spec.add_argument("--lr-min", type=float, default=None, metavar="LR")
+    spec.add_argument("--momentum", type=float, default=None, metavar="M")
+    spec.add_argument("--margin", type=float, default=None, metavar="M",
+                      help="m-OvR angular margin m in radians (default 0.5)")
+    spec.add_argument("--scale", type=float, default=None, metavar="T",
+                      help="OvR / m-OvR scale T (default 32)")
+    spec.add_argument("--margin-on", choices=["target", "all", "signed"], default=None,
+                      help="which classes get the m-OvR margin (default: target)")
+    spec.add_argument("--center-weight", type=float, default=None, metavar="W",
+                      help="center-loss weight (default 0.1)")
+    spec.add_argument("--weight-decay", type=float, default=None, metavar="WD",
+                      help="the weight decay +wd turns on (default: the preset's, 1e-3)")
+    spec.add_argument("--ssl-weight", type=float, default=None, metavar="L",
+                      help="the lambda_self +ssl turns on (default: 0.1)")
+    spec.add_argument("--fast", action="store_true",
+                      help="the preset's tiny schedule (tests, smoke runs)")
 
+
+_HEAD_OPTIONS = ("margin", "scale", "margin_on", "center_weight")
+_TRAIN_OPTIONS = ("iterations", "epochs", "batch_size", "lr", "lr_min", "momentum")
+_TECHNIQUE_OPTIONS = {"weight_decay": "wd", "ssl_weight": "ssl"}
+
+
+def _with_options(labels: list[str], args: argparse.Namespace) -> list[str]:
+    """``labels`` with the head-argument and technique-value options written into each label
+    they apply to (``--margin`` to the heads that have a margin, ``--weight-decay`` to the
+    labels with ``+wd``); an option that applies to none of them is an error."""
+    from .spec import head_defaults
+
+    out = []
+    used = set()
+    for label in labels:
+        head_part, *techniques = label.split("+")
+        for name in _HEAD_OPTIONS:
+            if getattr(args, name) is not None and name in head_defaults(head_part.split(":")[0]):
+                head_part += f":{name}={getattr(args, name)}"
+                used.add(name)
+        for option, technique in _TECHNIQUE_OPTIONS.items():
+            names = [t.partition("=")[0] for t in techniques]
+            if getattr(args, option) is not None and technique in names:
+                techniques[names.index(technique)] = f"{technique}={getattr(args, option)}"
+                used.add(option)
+        out.append("+".join([head_part, *techniques]))
+    for name in (*_HEAD_OPTIONS, *_TECHNIQUE_OPTIONS):
+        if getattr(args, name) is not None and name not in used:
+            what = (f"+{_TECHNIQUE_OPTIONS[name]}" if name in _TECHNIQUE_OPTIONS
+                    else f"a head with a {name} argument")
+            raise ValueError(f"--{name.replace('_', '-')} applies to none of the losses "
+                             f"{', '.join(labels)}: none has {what}")
+    return out
+
+
+def _specs(args: argparse.Namespace) -> list:
+    """The run specs the options describe (one for train, a grid for sweep)."""
+    from .experiments import grid
+
+    fields = {name: getattr(args, name) for name in _TRAIN_OPTIONS
+              if getattr(args, name) is not None}
+    for name in ("model", "image_size"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    if args.iterations is not None and args.epochs is not None:
+        raise ValueError("give --iterations or --epochs, not both")
+    labels = _with_options(args.losses if hasattr(args, "losses") else args.loss, args)
+    splits = args.splits if hasattr(args, "splits") else args.split
+    seeds = args.seeds if hasattr(args, "seeds") else args.seed
+    return grid(labels, datasets=args.dataset, splits=splits, seeds=seeds, fast=args.fast,
+                **fields)
+
+
+def _device(args: argparse.Namespace):
     import torch
 
-    from .experiments import default_config
-
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but CUDA is not available")
-    kwargs = {"device": torch.device(args.device) if args.device else None,
-              "data_root": args.data_dir, "download": args.download}
-    if args.iterations is not None:
-        kwargs["config"] = dataclasses.replace(default_config(args.dataset),
-                                               iterations=args.iterations)
-    return kwargs
+        raise ValueError("--device cuda asked for, but CUDA is not available")
+    return torch.device(args.device) if args.device else None
 
 
 def _print_row(row: dict) -> None:
@@ -125,141 +234,160 @@ def _print_row(row: dict) -> None:
               else f"{key:<{width}}  {value}")
 
 
-def _run_benchmark(args: argparse.Namespace) -> None:
-    import pandas as pd
-
-    from .experiments import format_summary, sweep, summarise
-
-    rows = sweep(args.dataset, args.splits, args.seeds, args.losses, out_csv=args.out,
-                 resume=not args.restart, technique_weight_decay=args.weight_decay,
-                 **_run_kwargs(args))
-    table = format_summary(summarise(rows))
-    with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(table.T.to_string())
-    if args.out:
-        print(f"\nrows written to {args.out}")
-
-
-def _add_benchmark(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "benchmark", help="train and evaluate over splits x seeds; print mean ± std",
-        description="Protocol A: for every loss, split and seed, train a model on the known "
-                    "classes and score known vs unknown test samples with MSP, max logit, "
-                    "cosine, m-OvR and Jacobian-norm scores (higher = more likely known). "
-                    "Prints closed-set accuracy, AUROC, OSCR, the Jacobian-norm gap and DBI as "
-                    "mean ± std over splits x seeds. With --out every finished run is appended "
-                    "to a CSV at once; running the same command again skips the runs already "
-                    "there, so an interrupted benchmark resumes.",
-        epilog="example: python -m companion benchmark --dataset digits --losses sce,movr "
-               "--splits 0-4 --seeds 0-2 --out results.csv")
-    _add_common(parser)
-    parser.add_argument("--losses", type=_loss_list, default=["sce", "movr"], metavar="LIST",
-                        help=f"comma-separated losses (default: sce,movr); each is {LOSS_HELP}")
-    parser.add_argument("--splits", type=parse_int_list, default=[0, 1, 2, 3, 4],
-                        metavar="SPEC", help="known/unknown splits 0..4, as a range (0-4) or "
-                                             "a list (0,2,3) (default: 0-4)")
-    parser.add_argument("--seeds", type=parse_int_list, default=[0], metavar="SPEC",
-                        help="random seeds, same syntax (default: 0)")
-    parser.add_argument("--out", default=None, metavar="CSV",
-                        help="CSV file collecting one row per run (default: none)")
-    parser.add_argument("--restart", action="store_true",
-                        help="recompute every run and overwrite --out instead of resuming")
-    parser.set_defaults(run=_run_benchmark)
+# --------------------------------------------------------------------------------------------------
+# commands
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    import dataclasses
+    from .experiments import save_run, train
+    from .train import check_output_path
 
-    from .experiments import default_config, parse_loss, train_osr
-    from .train import save_checkpoint
-
-    spec = parse_loss(args.loss, args.weight_decay)
-    out = args.out or f"{args.dataset}_{spec.label}_split{args.split}_seed{args.seed}.pt"
-    kwargs = _run_kwargs(args)
-    if args.checkpoint_every or args.resume:
-        # the training state (optimizer, RNGs, data order) lives beside the final weights
-        config = kwargs.get("config") or default_config(args.dataset, args.seed)
-        kwargs["config"] = dataclasses.replace(
-            config, checkpoint_path=f"{out}.state", checkpoint_every=args.checkpoint_every,
-            resume=args.resume)
-    model, _, info = train_osr(args.dataset, args.split, args.loss, args.seed, progress=True,
-                               weight_decay=spec.weight_decay, **kwargs)
-    save_checkpoint({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                     "run": info}, out)
-    print(f"trained {info['loss']} on {args.dataset} split {args.split} seed {args.seed} in "
-          f"{info['train_time_s']:.1f} s; checkpoint: {out}")
-
-
-def _add_train(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "train", help="train one model and save it",
-        description="Train one model on the known classes of a split and save its weights "
-                    "and run settings to a checkpoint that 'evaluate' reads.")
-    _add_common(parser)
-    parser.add_argument("--loss", type=_loss, default="sce", metavar="LOSS",
-                        help=f"{LOSS_HELP} (default: sce)")
-    parser.add_argument("--split", type=int, default=0, help="known/unknown split 0..4 "
-                                                             "(default: 0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--out", default=None, metavar="FILE",
-                        help="checkpoint to write (default: "
-                             "<dataset>_<loss>_split<split>_seed<seed>.pt)")
-    parser.add_argument("--checkpoint-every", type=_non_negative_int, default=0, metavar="N",
-                        help="save the full training state to <out>.state every N steps "
-                             "(atomically), so an interrupted run can --resume "
-                             "(default: 0, no training-state file)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from <out>.state if it exists; the resumed run ends "
-                             "with exactly the weights of an uninterrupted one")
-    parser.set_defaults(run=_run_train)
+    (spec,) = _specs(args)
+    out = args.out or f"{spec.dataset}_{spec.label}_split{spec.split}_seed{spec.seed}.pt"
+    check_output_path(out)  # before minutes of training, not after
+    state = f"{out}.state" if args.checkpoint_every or args.resume else None
+    trained = train(spec, device=_device(args), progress=True, checkpoint=state,
+                    checkpoint_every=args.checkpoint_every, resume=args.resume,
+                    compile=args.compile, root=args.data_dir, download=args.download)
+    save_run(trained, out)
+    print(f"trained {spec.label} on {spec.dataset} split {spec.split} seed {spec.seed} "
+          f"({spec.config.steps(len(trained.osr.train))} steps, spec {spec.hash}) in "
+          f"{trained.train_time_s:.1f} s; saved: {out}"
+          + (f"; training state: {state}" if state else ""))
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    import torch
+    from .experiments import evaluate, load_run
 
-    from . import data
-    from .experiments import build_osr_model, evaluate_osr, parse_loss
-    from .train import load_checkpoint
-
-    state = load_checkpoint(args.checkpoint)
-    info = state["run"]
-    osr = data.load_osr(info["dataset"], info["split"], root=args.data_dir,
-                        download=args.download, seed=info["seed"])
-    model = build_osr_model(info["dataset"], osr.input_shape, osr.num_classes,
-                            parse_loss(info["loss"]).head, info["model"])
-    model.load_state_dict(state["model"])
-    device = torch.device(args.device) if args.device else None
-    _print_row({**info, **evaluate_osr(model, osr, device=device, seed=info["seed"])})
+    trained = load_run(args.checkpoint, root=args.data_dir, download=args.download)
+    _print_row({**trained.spec.row(), **evaluate(trained, device=_device(args))})
 
 
-def _add_evaluate(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "evaluate", help="print the open-set metrics of a saved model",
-        description="Load a checkpoint written by 'train', rebuild its test sets and print "
-                    "closed-set accuracy, AUROC and OSCR of every score, Jacobian norms and DBI.")
-    parser.add_argument("checkpoint", help="file written by 'python -m companion train'")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
-                        help="where to run (default: cuda if available, else cpu)")
-    parser.add_argument("--data-dir", default=None, metavar="DIR", help="dataset folder")
-    parser.add_argument("--download", action="store_true", help="download a missing dataset")
-    parser.set_defaults(run=_run_evaluate)
+def _run_sweep(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .experiments import format_summary, submit, summarise, sweep
+
+    specs = _specs(args)
+    if args.launcher:
+        if args.shard or args.out:
+            raise ValueError("--launcher runs every shard itself into --folder; drop --shard "
+                             "and --out")
+        params = {"slurm_partition": args.partition, "timeout_min": args.timeout_min,
+                  "gpus_per_node": args.gpus} if args.launcher == "slurm" else {}
+        rows = submit(specs, shards=args.jobs, folder=args.folder, cluster=args.launcher,
+                      device=args.device, **{k: v for k, v in params.items() if v is not None})
+    else:
+        rows = sweep(specs, out_csv=args.out, resume=not args.restart, shard=args.shard,
+                     device=_device(args), root=args.data_dir, download=args.download)
+    if rows.empty:
+        print("no runs in this shard")
+        return
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        print(format_summary(summarise(rows)).T.to_string())
+    if args.out:
+        print(f"\n{len(rows)} rows in {args.out}")
 
 
-def add_subcommands(commands: argparse._SubParsersAction) -> None:
-    """Register ``train``, ``evaluate`` and ``benchmark`` on a parser's subcommands."""
-    _add_train(commands)
-    _add_evaluate(commands)
-    _add_benchmark(commands)
+def _run_merge(args: argparse.Namespace) -> None:
+    from .experiments import merge
+
+    rows = merge(args.inputs, args.out)
+    print(f"merged {len(rows)} runs from {len(args.inputs)} files into {args.out}")
+
+
+# --------------------------------------------------------------------------------------------------
+# the parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A parser with just these three commands (the package's main parser has them all)."""
-    parser = argparse.ArgumentParser(prog="python -m companion")
-    add_subcommands(parser.add_subparsers(title="commands", metavar="<command>", required=True))
+    """The ``python -m companion`` parser, one subcommand per task."""
+    parser = _Parser(
+        prog="python -m companion",
+        description="Companion of the book 'Understanding Open-Set Recognition by Jacobian "
+                    "Norm'. Run 'python -m companion <command> --help' for a command's options.")
+    commands = parser.add_subparsers(title="commands", metavar="<command>", required=True,
+                                     parser_class=_Parser)
+
+    p = commands.add_parser(
+        "train", help="train one model and save it with its run spec",
+        description="Train one model on the known classes of a split and save its weights "
+                    "with its run spec to a checkpoint that 'evaluate' reads.")
+    _add_spec_options(p, many=False)
+    _add_data_options(p)
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="checkpoint to write (default: <dataset>_<label>_split<s>_seed<s>.pt)")
+    p.add_argument("--checkpoint-every", type=_non_negative_int, default=0, metavar="N",
+                   help="save the full training state to <out>.state every N steps "
+                        "(atomically), so an interrupted run can --resume (default: 0, none)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>.state if it exists; the resumed run ends with "
+                        "exactly the weights of an uninterrupted one")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.set_defaults(run=_run_train)
+
+    p = commands.add_parser(
+        "evaluate", help="print the open-set metrics of a saved model",
+        description="Load a checkpoint written by 'train' (or its .state file), rebuild the "
+                    "exact model and test sets from its run spec and print closed-set "
+                    "accuracy, AUROC and OSCR of every score (higher = more likely known), "
+                    "Jacobian norms and DBI.")
+    p.add_argument("checkpoint", help="file written by 'python -m companion train'")
+    _add_data_options(p)
+    p.set_defaults(run=_run_evaluate)
+
+    for name in ("sweep", "benchmark"):
+        p = commands.add_parser(
+            name, help="train and evaluate over losses x splits x seeds; print mean ± std"
+            + (" (alias of sweep)" if name == "benchmark" else ""),
+            description="Protocol A: for every loss label, split and seed, train a model on "
+                        "the known classes and score known vs unknown test samples. Prints "
+                        "mean ± std over splits x seeds. With --out every finished run is "
+                        "written to a CSV at once, keyed by its spec hash; the same command "
+                        "again reads finished runs back, so an interrupted sweep resumes.",
+            epilog="scale-out: run N copies with --shard 0/N ... --shard N-1/N (e.g. a SLURM "
+                   "array: --shard $SLURM_ARRAY_TASK_ID/N --out shard$SLURM_ARRAY_TASK_ID.csv), "
+                   "then 'merge'; or let --launcher slurm submit them through submitit.")
+        _add_spec_options(p, many=True)
+        _add_data_options(p)
+        p.add_argument("--out", default=None, metavar="CSV",
+                       help="results file, one row per run (default: none)")
+        p.add_argument("--restart", action="store_true",
+                       help="recompute every run and start --out afresh instead of resuming")
+        p.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                       help="run only shard I of N (0 <= I < N) of the runs")
+        cluster = p.add_argument_group("submitit launcher (pip install 'companion[cluster]')")
+        cluster.add_argument("--launcher", choices=["slurm", "local"], default=None,
+                             help="submit the sweep as --jobs jobs and merge their results")
+        cluster.add_argument("--jobs", type=_positive_int, default=4, metavar="N")
+        cluster.add_argument("--folder", default="sweep", metavar="DIR",
+                             help="shard results, logs and results.csv (default: sweep/)")
+        cluster.add_argument("--partition", default=None, help="SLURM partition")
+        cluster.add_argument("--timeout-min", type=_positive_int, default=None, metavar="MIN")
+        cluster.add_argument("--gpus", type=_non_negative_int, default=None, metavar="G",
+                             help="GPUs per job")
+        p.set_defaults(run=_run_sweep)
+
+    p = commands.add_parser("merge", help="join the results files of a sharded sweep",
+                            description="Join results files (one row per spec hash, the first "
+                                        "seen kept) into one, atomically.")
+    p.add_argument("inputs", nargs="+", metavar="CSV")
+    p.add_argument("--out", required=True, metavar="CSV")
+    p.set_defaults(run=_run_merge)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; user errors print
+    one line and exit with status 2, a diverged training run with status 1."""
+    from .train import CheckpointError, TrainingDiverged
+
     args = build_parser().parse_args(argv)
-    args.run(args)
+    try:
+        args.run(args)
+    except TrainingDiverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (ValueError, FileNotFoundError, PermissionError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,253 +1,395 @@
-"""Open-set experiments: one run -> one result row; sweeps over splits and seeds -> tables.
+"""Open-set experiments: three verbs on a run spec, and sweeps over many specs.
 
-A run is named by its **loss label**: a head name of ``companion.losses`` (``sce``, ``center``,
-``ovr``, ``movr``) followed by the training techniques switched on, each as ``+name``:
+The verbs, used alike by the chapters, the command line and the sweep::
 
-======= ===========================================================================
-``aug`` data augmentation (``TrainConfig.augment="auto"``: crop/flip or pixel shifts)
-``wd``  weight decay ``TECHNIQUE_WEIGHT_DECAY`` (without it: no weight decay at all)
-``ssl`` rotation self-supervision with weight ``losses.DEFAULT_SSL_WEIGHT``
-======= ===========================================================================
+    spec = RunSpec.parse("movr+aug", dataset="digits", split=0, seed=0)
+    run = train(spec)              # load the data, build (seeded), fit -> Run
+    row = evaluate(run)            # accuracy, AUROC / OSCR of every score, norms, gap, DBI
+    save_run(run, "m.pt"); run = load_run("m.pt")   # the spec travels with the weights
 
-e.g. ``"movr+aug+wd+ssl"``. Techniques are written in that canonical order in result rows.
+``build(spec, osr)`` is the first step of ``train`` on its own (an untrained model, for
+controls). A sweep is a list of specs: ``sweep(specs, out_csv=...)`` runs each once (duplicates
+once), appends each finished row to the CSV atomically, and on a rerun reads back the rows whose
+spec hash is there instead of recomputing them. ``shard=(i, n)`` runs a deterministic share,
+``merge`` joins shard files, and ``submit`` runs the shards as jobs through ``submitit``.
+
 Scores follow the package convention: higher = more likely known.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import csv
+import io
 import os
+import re
 import time
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from . import data, metrics, runtime
-from .jacobian import jacobian_norm
-from .losses import DEFAULT_SCALE, DEFAULT_SSL_WEIGHT, HEADS, build_head
+from .jacobian import norm_gap
+from .losses import DEFAULT_SCALE, build_head
 from .models import build_model
 from .scores import compute_score
-from .train import TrainConfig, fit, predict, unit_embedding
+from .spec import RunSpec
+from .train import (CheckpointError, TrainConfig, check_output_path, fit, load_checkpoint,
+                    predict, save_checkpoint)
 
-TECHNIQUES = ("aug", "wd", "ssl")
-TECHNIQUE_WEIGHT_DECAY = 1e-3
 SCORE_NAMES = ("msp", "max_logit", "cosine", "movr", "jacobian")
-KEY_COLUMNS = ("dataset", "split", "seed", "loss")
-DEFAULT_MODEL = {"toy2d": "mlp", "digits": "small_cnn"}  # every other dataset: classifier32
+OFFLINE_DATASETS = ("toy2d", "digits")  # exact Jacobian norms there; Hutchinson elsewhere
 
 
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-    """A parsed loss label: the head, and the training settings its techniques imply."""
-
-    head: str
-    augment: str = "none"
-    weight_decay: float = 0.0
-    ssl_weight: float = 0.0
-
-    @property
-    def label(self) -> str:
-        """Canonical label, e.g. ``"movr+aug+wd"``; ``+wd`` for any weight decay > 0."""
-        on = {"aug": self.augment != "none", "wd": self.weight_decay > 0,
-              "ssl": self.ssl_weight > 0}
-        return "+".join([self.head, *(t for t in TECHNIQUES if on[t])])
+# --------------------------------------------------------------------------------------------------
+# the three verbs
 
 
-def parse_loss(label: str, weight_decay: float = TECHNIQUE_WEIGHT_DECAY) -> LossSpec:
-    """Parse ``"head+technique+..."`` (see the module docstring); ``weight_decay`` is the value
-    ``+wd`` turns on. Unknown heads or techniques raise ``ValueError`` listing the valid ones."""
-    head, *techniques = label.strip().split("+")
-    if head not in HEADS:
-        raise ValueError(f"unknown loss {head!r} in {label!r}; valid losses: "
-                         f"{', '.join(sorted(HEADS))}, optionally followed by "
-                         f"{', '.join('+' + t for t in TECHNIQUES)}")
-    bad = [t for t in techniques if t not in TECHNIQUES]
-    if bad:
-        raise ValueError(f"unknown technique {bad[0]!r} in {label!r}; valid techniques: "
-                         f"{', '.join(TECHNIQUES)}")
-    return LossSpec(head, augment="auto" if "aug" in techniques else "none",
-                    weight_decay=weight_decay if "wd" in techniques else 0.0,
-                    ssl_weight=DEFAULT_SSL_WEIGHT if "ssl" in techniques else 0.0)
+@dataclass
+class Run:
+    """A trained model with its spec, data, per-step losses, callback history and fit time."""
+
+    spec: RunSpec
+    model: nn.Module
+    osr: data.OSRData
+    losses: list[float] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
+    train_time_s: float = float("nan")
 
 
-def default_config(dataset: str, seed: int = 0) -> TrainConfig:
-    """The training schedule ``run_osr`` uses for ``dataset`` (shorter in fast mode).
-
-    toy2d and digits: the book's CPU scale (batch 64, lr 0.05); other datasets: the paper's
-    classifier32 schedule (``TrainConfig.paper_vgg32``). Weight decay and augmentation are left
-    off here; the loss label turns them on.
-    """
-    fast = runtime.fast_mode()
-    if dataset in ("toy2d", "digits"):
-        iterations = {"toy2d": (1000, 300), "digits": (500, 150)}[dataset][fast]
-        return TrainConfig(iterations=iterations, batch_size=64, lr=0.05, weight_decay=0.0,
-                           augment="none", seed=seed)
-    return TrainConfig.paper_vgg32(iterations=100 if fast else 20_000, weight_decay=0.0,
-                                   augment="none", seed=seed)
+def load_data(spec: RunSpec, *, root: str | os.PathLike | None = None,
+              download: bool = False) -> data.OSRData:
+    """The open-set problem of ``spec``: its dataset, split (or known classes) and seed."""
+    kwargs = {"image_size": spec.image_size} if spec.image_size is not None else {}
+    return data.load_osr(spec.dataset, max(spec.split, 0), root=root, download=download,
+                         seed=spec.seed, known=spec.known, **kwargs)
 
 
-def build_osr_model(dataset: str, input_shape: tuple[int, ...], num_classes: int, head: str,
-                    model: str | None = None) -> nn.Module:
-    """The backbone for ``dataset`` (``DEFAULT_MODEL``, else classifier32) with head ``head``."""
-    name = model or DEFAULT_MODEL.get(dataset, "classifier32")
-    kwargs = {"in_features": input_shape[0]} if name == "mlp" else {"in_channels": input_shape[0]}
-    net = build_model(name, num_classes, **kwargs)
-    net.head = build_head(head, net.embed_dim, num_classes)
+def build(spec: RunSpec, osr: data.OSRData) -> nn.Module:
+    """The backbone and head of ``spec`` for ``osr``'s inputs and classes, initialised from
+    ``spec.seed`` (the same spec always gives the same initial weights)."""
+    runtime.seed_everything(spec.seed)
+    in_arg = "in_features" if spec.model == "mlp" else "in_channels"
+    net = build_model(spec.model, osr.num_classes, **{in_arg: osr.input_shape[0]})
+    net.head = build_head(spec.head, net.embed_dim, osr.num_classes, **dict(spec.head_kwargs))
     return net
 
 
+def train(spec: RunSpec, *, osr: data.OSRData | None = None,
+          device: torch.device | str | None = None, progress: bool = False,
+          callbacks: Sequence = (), log_every: int = 0,
+          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 0,
+          resume: bool = False, compile: bool = False, root: str | os.PathLike | None = None,
+          download: bool = False) -> Run:
+    """Load the data (unless ``osr`` is given), build the model and train it as ``spec`` says.
+
+    ``callbacks`` / ``log_every`` fill ``Run.history``; ``checkpoint`` names the training-state
+    file (``fit``'s, with the spec stored in it) for ``checkpoint_every`` and ``resume``.
+    """
+    osr = osr if osr is not None else load_data(spec, root=root, download=download)
+    model = build(spec, osr)
+    history: list[dict] = []
+    start = time.perf_counter()
+    losses = fit(model, osr.train, spec.config, seed=spec.seed, device=device, progress=progress,
+                 callbacks=callbacks, log_every=log_every, history=history,
+                 checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+                 checkpoint_extra={"spec": spec.as_dict()}, compile=compile)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return Run(spec, model, osr, losses, history, time.perf_counter() - start)
+
+
+def _prototypes(head: nn.Module) -> torch.Tensor:
+    weights = head.prototypes if hasattr(head, "prototypes") else head.weight
+    return weights.detach().float().cpu()
+
+
 @torch.no_grad()
-def evaluate_osr(model: nn.Module, osr: data.OSRData, *, device: torch.device | None = None,
-                 jacobian_method: str | None = None, seed: int = 0) -> dict:
-    """Metrics of a trained model on ``osr``'s test sets.
+def evaluate(trained: Run, *, device: torch.device | str | None = None,
+             jacobian_method: str | None = None) -> dict:
+    """Metrics of a trained run on its test sets, one flat dict.
 
     ``accuracy`` (closed-set, known test set); ``auroc_<score>`` and ``oscr_<score>`` for every
     score of ``SCORE_NAMES`` (higher score = more likely known); ``jac_known`` / ``jac_unknown``,
     the mean Jacobian norm of the unit-normalised embedding, and ``jac_gap`` = unknown - known;
-    ``dbi`` of the known test embeddings (lower = more compact). ``jacobian_method``: exact by
-    default on toy2d / digits, Hutchinson with 16 projections (seeded by ``seed``) otherwise.
+    ``dbi`` of the known test embeddings (lower = more compact). Test sets are streamed in
+    batches. ``jacobian_method``: exact by default on toy2d / digits, Hutchinson with 16
+    projections (seeded by the spec's seed) on the paper's datasets.
     """
+    model, osr = trained.model, trained.osr
     device = torch.device(device) if device is not None else runtime.device()
     z_k, logits_k, labels = predict(model, osr.test_known, device=device)
     z_u, logits_u, _ = predict(model, osr.test_unknown, device=device)
-    method = jacobian_method or ("exact" if osr.name in DEFAULT_MODEL else "hutchinson")
-    fn = unit_embedding(model)
-    generator = torch.Generator().manual_seed(seed)  # CPU: the same projections on any device
-    norms = [jacobian_norm(fn, data.as_tensors(s)[0].to(device), method, generator=generator,
-                           progress=False).cpu()
-             for s in (osr.test_known, osr.test_unknown)]
-    head = model.head
-    inputs = [dict(logits=lg, z=z, norms=n) for lg, z, n in
-              ((logits_k, z_k, norms[0]), (logits_u, z_u, norms[1]))]
-    prototypes = head.prototypes.detach().float().cpu() if hasattr(head, "prototypes") \
-        else head.weight.detach().float().cpu()
-    scale = getattr(head, "scale", DEFAULT_SCALE)
+    method = jacobian_method or ("exact" if osr.name in OFFLINE_DATASETS else "hutchinson")
+    norms = norm_gap(model, osr.test_known, osr.test_unknown, method, seed=trained.spec.seed,
+                     device=device)
+    prototypes, scale = _prototypes(model.head), getattr(model.head, "scale", DEFAULT_SCALE)
     correct = logits_k.argmax(1) == labels
     row = {"accuracy": metrics.accuracy(logits_k.argmax(1), labels)}
     for name in SCORE_NAMES:
-        known, unknown = (compute_score(name, prototypes=prototypes, scale=scale, **kw)
-                          for kw in inputs)
+        known, unknown = (compute_score(name, logits=lg, z=z, norms=n, prototypes=prototypes,
+                                        scale=scale)
+                          for lg, z, n in ((logits_k, z_k, norms.known),
+                                           (logits_u, z_u, norms.unknown)))
         row[f"auroc_{name}"] = metrics.auroc(known, unknown)
         row[f"oscr_{name}"] = metrics.oscr(known, unknown, correct)
-    row["jac_known"], row["jac_unknown"] = norms[0].mean().item(), norms[1].mean().item()
-    row["jac_gap"] = row["jac_unknown"] - row["jac_known"]
+    row["jac_known"], row["jac_unknown"] = norms.known_mean, norms.unknown_mean
+    row["jac_gap"] = norms.gap
     row["dbi"] = metrics.davies_bouldin(z_k, labels)
     return row
 
 
-def train_osr(dataset: str, split: int, loss: str, seed: int, *, model: str | None = None,
-              config: TrainConfig | None = None, ssl_weight: float | None = None,
-              augment: str | None = None, weight_decay: float | None = None,
-              device: torch.device | None = None, data_root: str | os.PathLike | None = None,
-              download: bool = False, progress: bool = False
-              ) -> tuple[nn.Module, data.OSRData, dict]:
-    """Train one open-set model; returns ``(model, osr_data, info)``.
+def run(spec: RunSpec, *, device: torch.device | str | None = None,
+        root: str | os.PathLike | None = None, download: bool = False,
+        jacobian_method: str | None = None) -> dict:
+    """Train and evaluate one spec: one result row (the spec's columns, the metrics of
+    ``evaluate``, then ``train_time_s``, the seconds ``fit`` took)."""
+    trained = train(spec, device=device, root=root, download=download)
+    return {**spec.row(), **evaluate(trained, device=device, jacobian_method=jacobian_method),
+            "train_time_s": trained.train_time_s}
 
-    ``info`` holds the run's identity and settings (the first columns of a ``run_osr`` row) and
-    ``train_time_s``. Settings not given come from the loss label (``parse_loss``), then from
-    ``default_config(dataset, seed)``; an explicit ``config`` has its seed replaced by ``seed``.
+
+def save_run(trained: Run, path: str | os.PathLike) -> None:
+    """Save a run's weights with its spec, atomically; ``load_run`` rebuilds it."""
+    save_checkpoint({"spec": trained.spec.as_dict(),
+                     "model": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
+                     "losses": torch.tensor(trained.losses, dtype=torch.float64),
+                     "train_time_s": float(trained.train_time_s)}, path)
+
+
+def load_run(path: str | os.PathLike, *, root: str | os.PathLike | None = None,
+             download: bool = False) -> Run:
+    """A run saved by ``save_run``, or the training state ``fit`` checkpoints (then the model
+    as it was at the saved step), rebuilt exactly: same spec, same data, same weights."""
+    state = load_checkpoint(path)
+    if "spec" not in state or "model" not in state:
+        what = ("a plain state_dict" if state and all(isinstance(v, torch.Tensor)
+                                                      for v in state.values())
+                else f"a checkpoint with keys {', '.join(sorted(map(str, state))[:6])}")
+        raise CheckpointError(f"{path} is {what}, without a run spec: it was not written by "
+                              "'python -m companion train' / experiments.save_run. Load its "
+                              "weights with model.load_state_dict after experiments.build(spec)")
+    spec = RunSpec.from_dict(state["spec"])
+    osr = load_data(spec, root=root, download=download)
+    model = build(spec, osr)
+    model.load_state_dict(state["model"])
+    losses = state["losses"].tolist() if "losses" in state else []
+    return Run(spec, model.eval(), osr, losses, [], float(state.get("train_time_s", "nan")))
+
+
+# --------------------------------------------------------------------------------------------------
+# results files
+
+
+class ResultsFile:
+    """A CSV of result rows, one per spec hash, written atomically.
+
+    Reading skips (with a warning naming the file and line) rows that an interrupted write tore,
+    and refuses (``ValueError``) a file that is not a results file. Each ``append`` rewrites the
+    whole file through a temporary file and a rename, so the file on disk is always complete.
     """
-    spec = parse_loss(loss)
-    spec = dataclasses.replace(spec, **{k: v for k, v in dict(
-        augment=augment, weight_decay=weight_decay, ssl_weight=ssl_weight).items()
-        if v is not None})
-    config = dataclasses.replace(config or default_config(dataset, seed), seed=seed,
-                                 augment=spec.augment, weight_decay=spec.weight_decay,
-                                 ssl_weight=spec.ssl_weight)
-    osr = data.load_osr(dataset, split, root=data_root, download=download, seed=seed)
-    runtime.seed_everything(seed)  # the model's initialisation
-    net = build_osr_model(dataset, osr.input_shape, osr.num_classes, spec.head, model)
-    start = time.perf_counter()
-    fit(net, osr.train, config, device=device, progress=progress)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    info = {"dataset": dataset, "split": split, "seed": seed, "loss": spec.label,
-            "model": model or DEFAULT_MODEL.get(dataset, "classifier32"),
-            "iterations": config.iterations, "augment": spec.augment,
-            "weight_decay": spec.weight_decay, "ssl_weight": spec.ssl_weight,
-            "train_time_s": time.perf_counter() - start}
-    return net, osr, info
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            self.rows = {row["spec"]: row for row in self._read()}
+
+    def _read(self) -> list[dict]:
+        text = self.path.read_text(encoding="utf-8", errors="replace")
+        lines = list(csv.reader(io.StringIO(text)))
+        if not lines or "spec" not in lines[0] or "label" not in lines[0]:
+            raise ValueError(f"{self.path} is not a companion results file (its header has no "
+                             "'spec' and 'label' columns); choose another --out or move it away")
+        header, good = lines[0], []
+        spec_col = header.index("spec")
+        for number, cells in enumerate(lines[1:], start=2):
+            if (len(cells) != len(header) or not re.fullmatch(r"[0-9a-f]{12}", cells[spec_col])
+                    or "" in (cells[header.index(c)] for c in header if c.startswith("auroc_"))):
+                warnings.warn(f"{self.path}, line {number}: an incomplete row (an interrupted "
+                              "write?) is skipped and will be recomputed", stacklevel=3)
+                continue
+            good.append(cells)
+        if not good:
+            return []
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([header] + good)
+        buffer.seek(0)
+        return _read_csv(buffer).to_dict("records")
+
+    def append(self, row: dict) -> None:
+        """Add one row and rewrite the file atomically."""
+        self.rows[row["spec"]] = row
+        self.write(self.path, list(self.rows.values()))
+
+    @staticmethod
+    def write(path: str | os.PathLike, rows: list[dict]) -> None:
+        """Write rows to ``path`` through a temporary file and a rename."""
+        path = check_output_path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+        os.replace(tmp, path)
 
 
-def run_osr(dataset: str, split: int, loss: str, seed: int, *, model: str | None = None,
-            config: TrainConfig | None = None, ssl_weight: float | None = None,
-            augment: str | None = None, weight_decay: float | None = None,
-            device: torch.device | None = None, data_root: str | os.PathLike | None = None,
-            download: bool = False, jacobian_method: str | None = None) -> dict:
-    """Train and evaluate one run; one result row (a flat dict of str / int / float).
+# pandas >= 3 reads floats back exactly by default (and deprecates the option); older ones need it
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
 
-    Keys: ``dataset, split, seed, loss`` (the canonical label), ``model, iterations, augment,
-    weight_decay, ssl_weight, train_time_s`` (seconds of ``fit``), then ``evaluate_osr``'s
-    metrics. Arguments as in ``train_osr`` and ``evaluate_osr``.
+
+def _read_csv(buffer) -> pd.DataFrame:
+    return pd.read_csv(buffer, keep_default_na=False, na_values=[""], **_EXACT_FLOATS)
+
+
+def _read_back(df: pd.DataFrame) -> pd.DataFrame:
+    """Result rows as they read back from a CSV, so fresh and resumed tables compare equal."""
+    return _read_csv(io.StringIO(df.to_csv(index=False)))
+
+
+# --------------------------------------------------------------------------------------------------
+# sweeps
+
+
+def unique(specs: Iterable[RunSpec]) -> list[RunSpec]:
+    """``specs`` without repeats (by hash), in first-seen order."""
+    seen: dict[str, RunSpec] = {}
+    for spec in specs:
+        if not isinstance(spec, RunSpec):
+            raise ValueError(f"a sweep takes RunSpecs, got {type(spec).__name__}")
+        seen.setdefault(spec.hash, spec)
+    return list(seen.values())
+
+
+def grid(labels: str | Iterable[str], *, datasets: str | Iterable[str] = "digits",
+         splits: int | Iterable[int] = 0, seeds: int | Iterable[int] = 0,
+         fast: bool = False, **fields) -> list[RunSpec]:
+    """Specs for every dataset x seed x split x label (labels innermost, so a partial sweep
+    still compares every label on the same splits), duplicates removed. ``fields`` go to
+    ``RunSpec.parse`` (e.g. ``iterations=300``, ``model="resnet18"``)."""
+    as_list = lambda v: [v] if isinstance(v, (str, int)) else list(v)  # noqa: E731
+    return unique(RunSpec.parse(label, dataset=dataset, split=split, seed=seed, fast=fast,
+                                **fields)
+                  for dataset in as_list(datasets) for seed in as_list(seeds)
+                  for split in as_list(splits) for label in as_list(labels))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``: shard 2 of 8 (``0 <= i < n``)."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 0 <= int(match[1]) < int(match[2]):
+        raise ValueError(f"a shard is i/n with 0 <= i < n, e.g. 0/4, got {text!r}")
+    return int(match[1]), int(match[2])
+
+
+def sweep(specs: Iterable[RunSpec], *, out_csv: str | os.PathLike | None = None,
+          resume: bool = True, shard: tuple[int, int] | str | None = None,
+          device: torch.device | str | None = None, root: str | os.PathLike | None = None,
+          download: bool = False, progress: bool = True) -> pd.DataFrame:
+    """``run`` every spec once; one row per spec, in the order given (duplicates dropped).
+
+    With ``out_csv`` every finished row is written at once (atomically), and with ``resume``
+    rows already there (same spec hash) are read back instead of recomputed; ``resume=False``
+    starts the file afresh. ``shard=(i, n)`` (or ``"i/n"``) runs only specs ``i, i+n, ...``
+    of the de-duplicated list, so n processes with the same arguments split the work; ``merge``
+    joins their files.
     """
-    net, osr, row = train_osr(dataset, split, loss, seed, model=model, config=config,
-                              ssl_weight=ssl_weight, augment=augment, weight_decay=weight_decay,
-                              device=device, data_root=data_root, download=download)
-    row.update(evaluate_osr(net, osr, device=device, jacobian_method=jacobian_method, seed=seed))
-    return row
-
-
-def _as_list(values) -> list:
-    return [values] if isinstance(values, (str, int)) else list(values)
-
-
-def sweep(datasets: str | Iterable[str], splits: int | Iterable[int], seeds: int | Iterable[int],
-          losses: str | Iterable[str], *, out_csv: str | os.PathLike | None = None,
-          resume: bool = True, technique_weight_decay: float = TECHNIQUE_WEIGHT_DECAY,
-          **run_kwargs) -> pd.DataFrame:
-    """``run_osr`` over every dataset x seed x split x loss; one row per run.
-
-    With ``out_csv`` each finished row is appended to that CSV at once, so an interrupted sweep
-    loses at most the run in progress; with ``resume=True`` runs already in the CSV (same
-    dataset, split, seed and canonical loss label) are read back, not recomputed, while
-    ``resume=False`` starts the file afresh. ``+wd`` in a loss label means weight decay
-    ``technique_weight_decay``; ``run_kwargs`` go to ``run_osr``. Returns the rows of the
-    requested runs (read back or new), in sweep order (losses innermost, so a partial sweep
-    still compares every loss on the same splits).
-    """
-    path = Path(out_csv) if out_csv is not None else None
-    specs = [parse_loss(loss, technique_weight_decay) for loss in _as_list(losses)]
-    done: dict[tuple, dict] = {}
-    if path is not None and path.exists():
-        if resume:
-            for row in pd.read_csv(path).to_dict("records"):
-                done[tuple(row[k] for k in KEY_COLUMNS)] = row
-        else:
-            path.unlink()
+    jobs = unique(specs)
+    if shard is not None:
+        i, n = parse_shard(shard) if isinstance(shard, str) else shard
+        jobs = jobs[i::n]
+    store = None
+    if out_csv is not None:
+        check_output_path(out_csv)
+        if not resume:
+            Path(out_csv).unlink(missing_ok=True)
+        store = ResultsFile(out_csv)
     rows = []
-    for dataset in _as_list(datasets):
-        for seed in _as_list(seeds):
-            for split in _as_list(splits):
-                for spec in specs:
-                    key = (dataset, split, seed, spec.label)
-                    if key in done:
-                        rows.append(done[key])
-                        continue
-                    row = run_osr(dataset, split, spec.label, seed,
-                                  weight_decay=spec.weight_decay, **run_kwargs)
-                    rows.append(row)
-                    if path is not None:
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        pd.DataFrame([row]).to_csv(path, mode="a", index=False,
-                                                   header=not path.exists())
-    return pd.DataFrame(rows)
+    for spec in tqdm(jobs, desc="runs", disable=not progress):
+        if store is not None and spec.hash in store.rows:
+            rows.append(store.rows[spec.hash])
+            continue
+        row = run(spec, device=device, root=root, download=download)
+        if store is not None:
+            store.append(row)
+        rows.append(row)
+    return _read_back(pd.DataFrame(rows)) if rows else pd.DataFrame()
 
+
+def merge(paths: Sequence[str | os.PathLike], out_csv: str | os.PathLike | None = None
+          ) -> pd.DataFrame:
+    """Join results files (e.g. the shards of one sweep): one row per spec hash, the first seen
+    kept. Written atomically to ``out_csv`` when given."""
+    rows: dict[str, dict] = {}
+    for path in paths:
+        if not Path(path).exists():
+            raise FileNotFoundError(f"no results file at {path}")
+        for key, row in ResultsFile(path).rows.items():
+            rows.setdefault(key, row)
+    if out_csv is not None:
+        ResultsFile.write(out_csv, list(rows.values()))
+    return _read_back(pd.DataFrame(list(rows.values())))
+
+
+def _shard_job(specs: list[RunSpec], shard: tuple[int, int], out_csv: str, device) -> str:
+    sweep(specs, out_csv=out_csv, shard=shard, device=device, progress=False)
+    return out_csv
+
+
+def submit(specs: Iterable[RunSpec], *, shards: int, folder: str | os.PathLike,
+           cluster: str = "slurm", device: str | None = None, **executor_params) -> pd.DataFrame:
+    """Run a sweep as ``shards`` jobs through ``submitit`` and merge their results.
+
+    ``cluster``: ``"slurm"`` (a SLURM job array; ``executor_params`` such as
+    ``slurm_partition="gpu", gpus_per_node=1, timeout_min=120`` go to
+    ``submitit.AutoExecutor.update_parameters``), ``"local"`` (subprocesses on this machine) or
+    ``"debug"`` (in this process). Shard ``i`` writes ``folder/shard-i-of-n.csv``; rerunning
+    resumes every shard; the merged table goes to ``folder/results.csv``.
+    """
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError("submit needs submitit: pip install 'companion[cluster]' "
+                          "(or pip install submitit)") from None
+    if not isinstance(shards, int) or shards < 1:
+        raise ValueError(f"shards must be a positive integer, got {shards!r}")
+    jobs, folder = unique(specs), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    executor = submitit.AutoExecutor(folder=folder / "logs", cluster=cluster)
+    executor.update_parameters(**executor_params)
+    outs = [str(folder / f"shard-{i}-of-{shards}.csv") for i in range(shards)]
+    with executor.batch():
+        futures = [executor.submit(_shard_job, jobs, (i, shards), out, device)
+                   for i, out in enumerate(outs)]
+    for future in futures:
+        future.result()  # raises the job's exception, with its log, if one failed
+    return merge(outs, folder / "results.csv")
+
+
+# --------------------------------------------------------------------------------------------------
+# tables
 
 SUMMARY_METRICS = ("accuracy", *(f"auroc_{s}" for s in SCORE_NAMES), "oscr_max_logit",
                    "oscr_movr", "jac_gap", "dbi", "train_time_s")
+_CONFIG_COLUMNS = tuple(f for f in TrainConfig.__dataclass_fields__)
 
 
 def summarise(df: pd.DataFrame, columns: Iterable[str] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Mean and standard deviation over splits x seeds per (dataset, loss).
+    """Mean and standard deviation over splits x seeds of each variant of a sweep.
 
-    Returns one row per (dataset, loss) with columns ``(metric, "mean")`` / ``(metric, "std")``
-    and ``("runs", "count")``. The std is the sample std (ddof 1); NaN for a single run.
+    A variant is a (dataset, model, label); where runs of one variant differ in a training
+    setting (iterations, lr, ...), that column joins the grouping. One row per variant with
+    columns ``(metric, "mean")`` / ``(metric, "std")`` and ``("runs", "count")``; the std is
+    the sample std (ddof 1), NaN for a single run.
     """
+    keys = ["dataset", "model", "label"]
+    varying = [c for c in _CONFIG_COLUMNS + ("image_size",) if c in df.columns
+               and (df.groupby(keys, sort=False)[c].nunique(dropna=False) > 1).any()]
+    keys += varying
     cols = [m for m in columns if m in df.columns]
-    grouped = df.groupby(["dataset", "loss"], sort=False)
+    grouped = df.groupby(keys, sort=False, dropna=False)
     table = grouped[cols].agg(["mean", "std"])
     table[("runs", "count")] = grouped.size()
     return table

@@ -1,7 +1,17 @@
-"""Runtime helpers: which device, how to seed, how big a run, where the data lives.
+"""Runtime helpers: which device, how to seed, which profile, where the data lives.
 
-These are the only pieces of global configuration in the package; everything else takes its
-device from its inputs.
+This is the only module that reads the environment; everything else takes its device from its
+inputs and its settings from its arguments.
+
+Profiles (``profile()``) say which data and scale a chapter runs at:
+
+- ``"fast"``: ``COMPANION_FAST=1`` (tests, CI): the offline data, tiny runs, seconds each;
+- ``"cpu"`` (default): the offline data (``toy2d``, ``digits``) at the book's scale;
+- ``"gpu"``: CUDA is present, or ``COMPANION_PROFILE=gpu``: the paper's datasets and schedules.
+
+``COMPANION_PROFILE`` (``fast`` / ``cpu`` / ``gpu``) overrides the choice. ``fast_mode()`` is the
+scale on its own: CI runs every chapter in the gpu profile *and* fast mode
+(``COMPANION_PROFILE=gpu COMPANION_FAST=1``), on fabricated copies of the paper's datasets.
 """
 
 from __future__ import annotations
@@ -14,7 +24,10 @@ import numpy as np
 import torch
 
 FAST_ENV = "COMPANION_FAST"
+PROFILE_ENV = "COMPANION_PROFILE"
 DATA_ENV = "COMPANION_DATA_DIR"
+VERIFY_ENV = "COMPANION_VERIFY"
+PROFILES = ("fast", "cpu", "gpu")
 
 
 def device() -> torch.device:
@@ -43,12 +56,38 @@ def fast_mode() -> bool:
     Fast mode is what tests and CI use: tiny runs that take seconds, with asserts that still mean
     something. Any other value, or the variable unset, means the default (book) scale.
     """
-    value = os.environ.get(FAST_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    return _flag(FAST_ENV, False)
+
+
+def profile() -> str:
+    """``"fast"``, ``"cpu"`` or ``"gpu"`` (see the module docstring): ``COMPANION_PROFILE`` if
+    set, else ``"fast"`` under ``COMPANION_FAST=1``, else ``"gpu"`` when CUDA is available, else
+    ``"cpu"``."""
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if value:
+        if value not in PROFILES:
+            raise ValueError(f"{PROFILE_ENV} must be one of {', '.join(PROFILES)}, got {value!r}")
+        return value
+    if fast_mode():
+        return "fast"
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value == "":
+        return default
+    if value in ("0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
-    raise ValueError(f"{FAST_ENV} must be 0/1 (or true/false), got {value!r}")
+    raise ValueError(f"{name} must be 0/1 (or true/false), got {value!r}")
+
+
+def verify_data() -> bool:
+    """Whether ``load_osr`` checks the md5 of SVHN and CIFAR files by default: yes, unless
+    ``COMPANION_VERIFY=0`` (set by CI for the tiny datasets it fabricates in these formats)."""
+    return _flag(VERIFY_ENV, True)
 
 
 def data_dir() -> Path:

@@ -1,7 +1,9 @@
 """Unknown-detection scores.
 
 Convention (as in ARPL and OpenOOD): **a higher score means "more likely known"**. Each function
-maps a batch of model outputs to one score per sample, shape ``(N,)``, in float32.
+maps a batch of model outputs to one score per sample, shape ``(N,)``, in float32. Inputs may be
+torch tensors, NumPy arrays or lists (as for ``companion.metrics``); the result is a tensor on
+the input's device (the CPU for NumPy).
 
 ========== ========================== =================================================
 name       inputs                     score
@@ -14,37 +16,51 @@ movr       z, prototypes, scale T     minus the sample-wise m-OvR loss (the pape
 jacobian   norms ``(N,)``             minus the Jacobian norm ``||df/dx||_F``
 ========== ========================== =================================================
 
-Prototypes are ``head.prototypes`` (``(K, d)``) of a ``companion.losses`` head; Jacobian norms
-come from ``companion.jacobian.jacobian_norm(model.embed, x)``. ``compute_score(name, ...)``
-picks the inputs a score needs by name.
+Prototypes are ``head.prototypes`` (``(K, d)``) of a ``companion.losses`` head. The book's
+Jacobian norms are those of the unit-normalised embedding ``z / ||z||``
+(``companion.jacobian.norm_gap(model, ...)`` or ``jacobian_norm(unit_embedding(model), x)``), not
+of the raw ``model.embed``. ``compute_score(name, ...)`` picks the inputs a score needs by name.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .losses import DEFAULT_SCALE, sample_ovr_loss
 
+ArrayLike = Any  # torch.Tensor, np.ndarray or a list
 
-def msp(logits: torch.Tensor) -> torch.Tensor:
+
+def _tensor(x: ArrayLike, name: str, ndim: int) -> torch.Tensor:
+    """``x`` as a float32 tensor of ``ndim`` dimensions; ``ValueError`` naming it otherwise."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
+    return x.float()
+
+
+def msp(logits: ArrayLike) -> torch.Tensor:
     """Maximum softmax probability, in (0, 1]: ``max_k softmax(logits)_k``; logits ``(N, K)``."""
-    return torch.softmax(logits.float(), dim=1).amax(dim=1)
+    return torch.softmax(_tensor(logits, "logits", 2), dim=1).amax(dim=1)
 
 
-def max_logit(logits: torch.Tensor) -> torch.Tensor:
+def max_logit(logits: ArrayLike) -> torch.Tensor:
     """Maximum logit (Vaze et al. 2022's MLS): ``max_k logits_k``; logits ``(N, K)``."""
-    return logits.float().amax(dim=1)
+    return _tensor(logits, "logits", 2).amax(dim=1)
 
 
-def _cosines(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+def _cosines(z: ArrayLike, prototypes: ArrayLike) -> torch.Tensor:
     """``cos(z_i, w_k)``, ``(N, d), (K, d) -> (N, K)``."""
-    return F.normalize(z.float(), dim=1) @ F.normalize(prototypes.float(), dim=1).T
+    z, prototypes = _tensor(z, "z", 2), _tensor(prototypes, "prototypes", 2)
+    return F.normalize(z, dim=1) @ F.normalize(prototypes, dim=1).T
 
 
-def cosine_to_prototype(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+def cosine_to_prototype(z: ArrayLike, prototypes: ArrayLike) -> torch.Tensor:
     """Cosine to the nearest prototype, in [-1, 1]: ``max_k cos(z, w_k)``.
 
     ``z (N, d)``, ``prototypes (K, d)`` (need not be unit-norm) ``-> (N,)``.
@@ -52,16 +68,16 @@ def cosine_to_prototype(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tens
     return _cosines(z, prototypes).amax(dim=1)
 
 
-def prototype_distance(z: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+def prototype_distance(z: ArrayLike, prototypes: ArrayLike) -> torch.Tensor:
     """Minus the Euclidean distance to the nearest prototype, ``<= 0``: ``-min_k ||z - w_k||``.
 
     For Euclidean prototypes such as center-loss centers. ``z (N, d)``, ``prototypes (K, d)``
     ``-> (N,)``.
     """
-    return -torch.cdist(z.float(), prototypes.float()).amin(dim=1)
+    return -torch.cdist(_tensor(z, "z", 2), _tensor(prototypes, "prototypes", 2)).amin(dim=1)
 
 
-def movr_score(z: torch.Tensor, prototypes: torch.Tensor,
+def movr_score(z: ArrayLike, prototypes: ArrayLike,
                scale: float = DEFAULT_SCALE) -> torch.Tensor:
     """Minus the sample-wise m-OvR loss without margin at the predicted class (Eq. 5), ``<= 0``.
 
@@ -74,9 +90,9 @@ def movr_score(z: torch.Tensor, prototypes: torch.Tensor,
     return -sample_ovr_loss(scale * cos, cos.argmax(dim=1))
 
 
-def jacobian_score(norms: torch.Tensor) -> torch.Tensor:
+def jacobian_score(norms: ArrayLike) -> torch.Tensor:
     """Minus the Jacobian norm: known samples have small ``||df/dx||_F``. ``(N,) -> (N,)``."""
-    return -norms.float()
+    return -_tensor(norms, "norms", 1)
 
 
 class Score(NamedTuple):
@@ -103,8 +119,8 @@ def score_inputs(name: str) -> tuple[str, ...]:
     return SCORES[name].inputs
 
 
-def compute_score(name: str, *, logits: torch.Tensor | None = None, z: torch.Tensor | None = None,
-                  prototypes: torch.Tensor | None = None, norms: torch.Tensor | None = None,
+def compute_score(name: str, *, logits: ArrayLike | None = None, z: ArrayLike | None = None,
+                  prototypes: ArrayLike | None = None, norms: ArrayLike | None = None,
                   scale: float = DEFAULT_SCALE) -> torch.Tensor:
     """Score ``name`` (higher = more likely known) from whichever inputs it needs, ``(N,)``.
 

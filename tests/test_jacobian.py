@@ -2,7 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from companion.jacobian import METHODS, jacobian_norm, jacobian_norm_along_path, path_length
+from companion.data import TensorSet
+from companion.jacobian import (METHODS, NormGap, jacobian_norm, jacobian_norm_along_path,
+                                norm_gap, path_length, unit_embedding)
 from companion.models import MLP, Classifier32, SmallCNN, WideResNet, fold_batchnorm
 
 EXACT_METHODS = ("exact", "vmap")
@@ -206,6 +208,61 @@ def test_norms_along_a_path():
         jacobian_norm_along_path(net, x0, x1, steps=1)
 
 
+def test_path_helpers_keep_a_float64_models_precision():
+    net = tanh_mlp().double()
+    x0, x1 = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    t, norms = jacobian_norm_along_path(net, x0, x1, steps=3)
+    assert t.dtype == torch.float64 and norms.shape == (3,)
+    assert path_length(net, x0, x1, steps=3) > 0
+
+
+def test_unit_embedding_keeps_the_eval_mode_guard():
+    """The old lambda hid the model from the guard: BatchNorm in training mode went through,
+    norms depended on the batch and the running statistics changed."""
+    model = SmallCNN(3, in_channels=1).train()
+    before = model.features[1].running_mean.clone()
+    with pytest.raises(ValueError, match="training mode"):
+        jacobian_norm(unit_embedding(model), torch.randn(4, 1, 8, 8))
+    assert torch.equal(model.features[1].running_mean, before)
+    model.eval()
+    x = torch.randn(4, 1, 8, 8)
+    z = unit_embedding(model)(x)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(4))
+    # per-sample: a sample's norm does not depend on the rest of its batch
+    torch.testing.assert_close(jacobian_norm(unit_embedding(model), x)[:1],
+                               jacobian_norm(unit_embedding(model), x[:1]))
+
+
+def test_norm_gap_known_answer_and_streaming():
+    """A linear map's Jacobian is its weight everywhere: every norm is ||W||_F; a scaled copy of
+    the map on the unknowns is built by hand to give a known gap."""
+    torch.manual_seed(0)
+    w = torch.randn(4, 3)
+    fn = lambda v: v @ w.T  # noqa: E731
+    known, unknown = torch.randn(10, 3), torch.randn(7, 3)
+    result = norm_gap(fn, known, unknown)
+    assert isinstance(result, NormGap) and result.known.shape == (10,)
+    torch.testing.assert_close(result.known, torch.full((10,), w.norm().item()))
+    assert result.gap == pytest.approx(0.0, abs=1e-5)
+    hand = NormGap(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 5.0]))
+    assert hand.gap == pytest.approx(2.5) and hand.auroc == 1.0  # small norm = known
+    # a TensorSet is streamed in chunks, with the same result as the stacked tensors
+    model = SmallCNN(3, in_channels=1).eval()
+    xs_k, xs_u = torch.rand(9, 1, 8, 8), torch.rand(5, 1, 8, 8)
+    sets = TensorSet(xs_k, torch.zeros(9, dtype=torch.int64)), \
+        TensorSet(xs_u, -torch.ones(5, dtype=torch.int64))
+    for method in ("exact", "hutchinson"):
+        whole = norm_gap(model, xs_k, xs_u, method, seed=3)
+        streamed = norm_gap(model, *sets, method, seed=3, batch_size=4)
+        torch.testing.assert_close(streamed.known, whole.known)
+        torch.testing.assert_close(streamed.unknown, whole.unknown)
+    # unit=False scores the raw embedding
+    raw = norm_gap(model, xs_k, xs_u, unit=False)
+    torch.testing.assert_close(raw.known, jacobian_norm(model.embed, xs_k))
+    with pytest.raises(ValueError, match="need known and unknown inputs"):
+        norm_gap(model, xs_k, xs_u[:0])
+
+
 def test_path_length_known_answers():
     torch.manual_seed(0)
     w = torch.randn(4, 3)
@@ -232,31 +289,3 @@ def test_cuda_matches_cpu(method):
     cuda = jacobian_norm(model.cuda().embed, x.cuda(), method, generator=gen(0))
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-4, atol=1e-6)
-
-
-def test_cli_help_and_arguments(capsys):
-    from companion.__main__ import build_parser, main
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["jacobian-benchmark", "--help"])
-    assert exit_.value.code == 0
-    help_text = capsys.readouterr().out
-    for option in ("--device", "--n", "--repeats", "--skip-accuracy"):
-        assert option in help_text
-    args = build_parser().parse_args(["jacobian-benchmark", "--n", "8", "--repeats", "2"])
-    assert (args.n, args.repeats, args.device) == (8, 2, None)
-    with pytest.raises(SystemExit):
-        main(["jacobian-benchmark", "--n", "0"])
-    assert "must be a positive integer" in capsys.readouterr().err
-
-
-def test_benchmark_table_layout():
-    from companion.bench import Case, Row, format_table
-
-    cases = [Case("(a) one", nn.Identity(), (1,), 4, 2), Case("(b) two", nn.Identity(), (1,), 4, 2)]
-    rows = {"naive loop": Row(8.0, 0.5, 0.0), "exact": Row(1.0, 4.0, 0.0)}
-    table = format_table(cases, [(rows, 2.0, 64), (rows, 4.0, 128)]).splitlines()
-    assert "(a) one" in table[0] and "(b) two" in table[0]
-    exact = next(line for line in table if line.startswith("exact"))
-    assert exact.count("8.0x") == 2 and "0.50" in exact and "0.25" in exact
-    assert "d_z = 128: floor 4.000 s" in table[-1]

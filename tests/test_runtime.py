@@ -52,3 +52,36 @@ def test_data_dir_env_and_default(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert runtime.data_dir() == tmp_path / "cache" / "companion" / "data"
     assert not runtime.data_dir().exists()  # nothing is created until a download asks for it
+
+
+@pytest.mark.parametrize("env, cuda, expected", [
+    ({}, False, "cpu"),
+    ({}, True, "gpu"),
+    ({"COMPANION_FAST": "1"}, True, "fast"),
+    ({"COMPANION_PROFILE": "gpu"}, False, "gpu"),
+    ({"COMPANION_PROFILE": "gpu", "COMPANION_FAST": "1"}, False, "gpu"),  # CI's GPU dry run
+    ({"COMPANION_PROFILE": "CPU"}, True, "cpu"),
+])
+def test_profile_precedence(monkeypatch, env, cuda, expected):
+    for name in ("COMPANION_FAST", "COMPANION_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert runtime.profile() == expected
+
+
+def test_bad_profile_is_named(monkeypatch):
+    monkeypatch.setenv("COMPANION_PROFILE", "tpu")
+    with pytest.raises(ValueError, match="COMPANION_PROFILE must be one of fast, cpu, gpu, got 'tpu'"):
+        runtime.profile()
+
+
+def test_verify_data_defaults_to_true(monkeypatch):
+    monkeypatch.delenv("COMPANION_VERIFY", raising=False)
+    assert runtime.verify_data() is True
+    monkeypatch.setenv("COMPANION_VERIFY", "0")
+    assert runtime.verify_data() is False
+    monkeypatch.setenv("COMPANION_VERIFY", "perhaps")
+    with pytest.raises(ValueError, match="COMPANION_VERIFY must be 0/1"):
+        runtime.verify_data()

@@ -106,3 +106,18 @@ def test_unknown_score_and_missing_inputs_raise():
         scores.score_inputs("energy")
     with pytest.raises(ValueError, match="score 'cosine' needs z, prototypes; missing: prototypes"):
         scores.compute_score("cosine", z=torch.zeros(1, 2), logits=torch.zeros(1, 2))
+
+
+def test_scores_accept_numpy_and_lists_like_metrics_do():
+    import numpy as np
+
+    from companion import scores
+
+    logits = np.array([[2.0, 0.0], [0.0, 0.5]])
+    torch.testing.assert_close(scores.max_logit(logits), torch.tensor([2.0, 0.5]))
+    torch.testing.assert_close(scores.msp(logits.tolist()), scores.msp(torch.tensor(logits)))
+    z, protos = np.eye(2), np.eye(2)
+    torch.testing.assert_close(scores.cosine_to_prototype(z, protos), torch.ones(2))
+    torch.testing.assert_close(scores.jacobian_score([1.0, 3.0]), torch.tensor([-1.0, -3.0]))
+    with pytest.raises(ValueError, match=r"logits must have 2 dimension\(s\), got shape \(3,\)"):
+        scores.max_logit(np.zeros(3))

@@ -8,8 +8,10 @@ from torch.utils.data import TensorDataset
 
 from companion.losses import build_head
 from companion.models import SmallCNN
+from companion.data import TensorSet
 from companion.train import (CheckpointError, EvalCallback, JacobianGapCallback, TrainConfig,
-                             augment_batch, fit, load_checkpoint, predict, save_checkpoint)
+                             TrainingDiverged, augment_batch, check_output_path, fit,
+                             load_checkpoint, predict, save_checkpoint)
 
 CPU = torch.device("cpu")
 
@@ -40,15 +42,38 @@ def test_fit_learns_a_separable_problem():
 
 
 def test_fit_is_bit_for_bit_repeatable_on_cpu_and_seed_matters():
-    def run(seed):
+    """The promise of the module docstring: same seed and thread count, same weights."""
+    def run(seed, augment="crop"):
         torch.manual_seed(0)  # same initialisation each time
         model = SmallCNN(num_classes=2)
-        fit(model, _toy_images(), TrainConfig(iterations=15, batch_size=16, seed=seed),
-            device=CPU, progress=False)
+        fit(model, _toy_images(), TrainConfig(iterations=15, batch_size=16, augment=augment),
+            seed=seed, device=CPU, progress=False)
         return _weights(model)
 
     assert torch.equal(run(1), run(1))
     assert not torch.equal(run(1), run(2))
+    assert not torch.equal(run(1), run(1, augment="none"))
+
+
+def test_tensor_set_and_collated_dataset_train_identically():
+    """The device-resident path (a TensorSet, here uint8 images) and the collating path (any
+    Dataset yielding the same floats) see the same batches and augmentation draws."""
+    images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(64) % 2
+    resident = TensorSet(images, labels)
+    collated = TensorDataset(images.float() / 255, labels)
+
+    def run(dataset):
+        torch.manual_seed(0)
+        model = SmallCNN(num_classes=2, in_channels=3)
+        losses = fit(model, dataset, TrainConfig(iterations=6, batch_size=16,
+                                                 augment="crop_flip"),
+                     seed=4, device=CPU, progress=False)
+        return losses, _weights(model)
+
+    (l1, w1), (l2, w2) = run(resident), run(collated)
+    assert l1 == l2 and torch.equal(w1, w2)
 
 
 def test_predict_shapes():
@@ -57,14 +82,95 @@ def test_predict_shapes():
     assert z.shape == (10, 8) and logits.shape == (10, 2) and labels.tolist() == [0, 1] * 5
 
 
-def test_bad_configs_are_rejected():
-    with pytest.raises(ValueError, match="iterations must be >= 1, got 0"):
-        TrainConfig(iterations=0)
-    with pytest.raises(ValueError, match="lr_min <= lr"):
-        TrainConfig(lr=0.01, lr_min=0.1)
+@pytest.mark.parametrize("fields, message", [
+    ({"iterations": 0}, "iterations must be a positive integer, got 0"),
+    ({"iterations": 2.5}, "iterations must be a positive integer, got 2.5"),
+    ({"iterations": True}, "iterations must be a positive integer, got True"),
+    ({"iterations": None}, "exactly one of iterations and epochs"),
+    ({"epochs": 3}, "exactly one of iterations and epochs"),
+    ({"lr": 1e-2, "lr_min": 0.1}, r"lr_min must be a finite number in \[0, lr=0.01\]"),
+    ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
+    ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+    ({"momentum": 1.5}, r"momentum must be in \[0, 1\), got 1.5"),
+    ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+    ({"weight_decay": float("nan")}, "weight_decay must be a finite number >= 0, got nan"),
+    ({"weight_decay": -1e-4}, "weight_decay must be a finite number >= 0"),
+    ({"ssl_weight": -0.1}, "ssl_weight must be a finite number >= 0"),
+    ({"augment": "flip"}, "unknown augment 'flip'; valid: none, crop, crop_flip"),
+    ({"amp": "yes"}, "amp must be None"),
+])
+def test_bad_configs_are_rejected_naming_the_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**fields)
+
+
+def test_epochs_give_whole_passes_of_full_batches():
+    assert TrainConfig(iterations=None, epochs=3, batch_size=32).steps(100) == 9
+    assert TrainConfig(iterations=7).steps(100) == 7
+    losses = fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=None, epochs=2,
+                                                        batch_size=32), device=CPU,
+                 progress=False)
+    assert len(losses) == 2 * (96 // 32)
+
+
+def test_bad_fit_arguments_are_rejected_before_training():
     with pytest.raises(ValueError, match="batch_size 200 exceeds the training set size 96"):
         fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=1, batch_size=200), device=CPU,
             progress=False)
+    with pytest.raises(ValueError, match="augment='crop' needs images"):
+        fit(SmallCNN(2), TensorDataset(torch.rand(32, 2), torch.zeros(32, dtype=torch.int64)),
+            TrainConfig(iterations=1, batch_size=8, augment="crop"), device=CPU, progress=False)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=1), seed=-1, progress=False)
+
+
+@pytest.mark.parametrize("fields", [{"lr": 1e6}, {"lr": 50.0, "momentum": 0.99}])
+def test_divergence_stops_training_naming_the_step_and_keeps_the_good_checkpoint(tmp_path, fields):
+    """A NaN loss must stop training at once: no further steps, no checkpoint written after the
+    last finite loss, and an error saying where and why."""
+    path = tmp_path / "run.pt"
+    torch.manual_seed(0)
+    good = fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=4, batch_size=16),
+               device=CPU, progress=False, checkpoint=path, checkpoint_every=2)
+    saved = load_checkpoint(path)
+    torch.manual_seed(0)
+    with pytest.raises(TrainingDiverged, match=r"at step \d+ of 60 .*lr=") as err:
+        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=60, batch_size=16, **fields),
+            device=CPU, progress=False, checkpoint=tmp_path / "bad.pt", checkpoint_every=1)
+    assert "smaller lr" in str(err.value) and len(good) == 4
+    step = int(str(err.value).split("at step ")[1].split()[0])
+    if (tmp_path / "bad.pt").exists():  # the last checkpoint is from before the divergence
+        bad_state = load_checkpoint(tmp_path / "bad.pt")
+        assert bad_state["step"] == step - 1
+        assert all(torch.isfinite(v).all() for v in bad_state["model"].values()
+                   if v.is_floating_point())
+    assert all(torch.equal(saved["model"][k], v) for k, v in load_checkpoint(path)["model"].items())
+
+
+def test_output_paths_are_checked_before_training(tmp_path):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_output_path(a_file / "x.pt")
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        check_output_path(tmp_path)
+    calls = []
+    with pytest.raises(ValueError, match="is a folder"):
+        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=5, batch_size=16), device=CPU,
+            progress=False, checkpoint=tmp_path, callbacks=[lambda s, m: calls.append(s) or {}],
+            log_every=1)
+    assert calls == []  # refused before the first step
+    assert check_output_path(tmp_path / "new" / "deeper" / "x.pt").parent.is_dir()
+
+
+def test_stale_temp_files_of_a_killed_write_are_removed(tmp_path):
+    path = tmp_path / "run.pt"
+    stale = tmp_path / ".run.pt.abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    other = tmp_path / ".other.pt.abc.tmp"
+    other.write_bytes(b"someone else's")
+    save_checkpoint({"w": torch.ones(2)}, path)
+    assert not stale.exists() and other.exists() and load_checkpoint(path)["w"].sum() == 2
 
 
 # --- head losses, augmentation, callbacks, checkpoints ---------------------------------------
@@ -88,7 +194,7 @@ def test_fit_trains_with_the_heads_loss():
 def test_augmentation_shapes_and_ranges():
     g = torch.Generator().manual_seed(0)
     digits = torch.rand(64, 1, 8, 8)
-    out = augment_batch(digits, g)
+    out = augment_batch(digits, "crop", g)
     assert out.shape == digits.shape and out.min() >= 0 and out.max() <= digits.max()
     assert not torch.equal(out, digits)
     # a shift by at most one pixel: the interior 6x6 of some shifted copy matches the image
@@ -96,14 +202,18 @@ def test_augmentation_shapes_and_ranges():
         assert any(torch.equal(aug[:, 1:7, 1:7], img[:, 1 + dy:7 + dy, 1 + dx:7 + dx])
                    for dy in (-1, 0, 1) for dx in (-1, 0, 1))
     cifar = torch.rand(32, 3, 32, 32)
-    out = augment_batch(cifar, g)
+    out = augment_batch(cifar, "crop_flip", g)
     assert out.shape == cifar.shape and out.min() >= 0 and out.max() <= 1
     # zero padding shows up as zero rows/columns at the border of shifted images
     assert (out == 0).any() and not torch.equal(out, cifar)
-    points = torch.randn(10, 2)
-    assert augment_batch(points, g) is points
-    with pytest.raises(ValueError, match="unknown augment 'flip'; valid: auto, none"):
-        TrainConfig(augment="flip")
+    # crop without flip: every image is its own shifted copy (4-pixel padding at 32x32)
+    out = augment_batch(cifar, "crop", g)
+    for img, aug in zip(cifar, out):
+        assert any(torch.equal(aug[:, 4:28, 4:28], img[:, 4 + dy:28 + dy, 4 + dx:28 + dx])
+                   for dy in range(-4, 5) for dx in range(-4, 5))
+    assert augment_batch(cifar, "none", g) is cifar
+    with pytest.raises(ValueError, match="needs images"):
+        augment_batch(torch.randn(10, 2), "crop", g)
 
 
 class _Stop(Exception):
@@ -128,27 +238,26 @@ def test_resume_ends_with_exactly_the_uninterrupted_weights(tmp_path):
     Augmentation and rotation SSL are on, so every random state (data order, crops) and the
     SSL classifier must survive the checkpoint; SmallCNN's BatchNorm buffers are compared too.
     """
-    config = TrainConfig(iterations=20, batch_size=16, seed=3, ssl_weight=0.1,
-                         checkpoint_every=7, log_every=4,
-                         checkpoint_path=str(tmp_path / "run.pt"))
+    config = TrainConfig(iterations=20, batch_size=16, ssl_weight=0.1, augment="crop")
+    saving = dict(checkpoint=tmp_path / "run.pt", checkpoint_every=7, log_every=4)
 
     def new_model():
         torch.manual_seed(0)
         return SmallCNN(num_classes=2)
 
     reference = new_model()
-    ref_losses = fit(reference, _toy_images(), TrainConfig(
-        iterations=20, batch_size=16, seed=3, ssl_weight=0.1), device=CPU, progress=False)
+    ref_losses = fit(reference, _toy_images(), config, seed=3, device=CPU, progress=False)
 
     model = new_model()
     with pytest.raises(_Stop):
-        fit(model, _toy_images(), config, device=CPU, progress=False, callbacks=[_stop_at(16)])
+        fit(model, _toy_images(), config, seed=3, device=CPU, progress=False,
+            callbacks=[_stop_at(16)], **saving)
     assert load_checkpoint(tmp_path / "run.pt")["step"] == 14
     # perturb global RNGs: resuming must restore them, not rely on them
     torch.manual_seed(123), np.random.seed(123), random.seed(123)
     model = new_model()
-    losses = fit(model, _toy_images(), dataclasses.replace(config, resume=True), device=CPU,
-                 progress=False)
+    losses = fit(model, _toy_images(), config, seed=3, device=CPU, progress=False, resume=True,
+                 **saving)
     assert losses == ref_losses
     ref_state, state = _state(reference), _state(model)
     assert ref_state.keys() == state.keys()
@@ -159,22 +268,23 @@ def test_resume_ends_with_exactly_the_uninterrupted_weights(tmp_path):
 
 def test_checkpoint_loads_with_weights_only(tmp_path):
     path = tmp_path / "ckpt.pt"
-    fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16,
-                                                 checkpoint_path=str(path)),
-        device=CPU, progress=False)
+    fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16), device=CPU,
+        progress=False, checkpoint=path, checkpoint_extra={"note": "kept"})
     state = torch.load(path, weights_only=True)
-    assert state["step"] == 3 and state["config"]["iterations"] == 3
-    assert set(state["rng"]) == {"order", "torch", "cuda", "numpy", "python"}
+    assert state["step"] == 3 and state["config"]["iterations"] == 3 and state["note"] == "kept"
+    assert set(state["rng"]) == {"plan", "torch", "cuda", "numpy", "python"}
 
 
 def test_resume_rejects_a_different_config(tmp_path):
-    path = str(tmp_path / "ckpt.pt")
-    fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16,
-                                                 checkpoint_path=path), device=CPU, progress=False)
-    with pytest.raises(ValueError, match="different config: lr=0.05 there vs 0.1 now"):
-        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16, lr=0.1,
-                                                     checkpoint_path=path, resume=True),
-            device=CPU, progress=False)
+    path = tmp_path / "ckpt.pt"
+    fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16), device=CPU,
+        progress=False, checkpoint=path)
+    with pytest.raises(ValueError, match="different run: lr=0.05 there vs 0.1 now"):
+        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16, lr=0.1),
+            device=CPU, progress=False, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match="different run: seed=0 there vs 1 now"):
+        fit(SmallCNN(2), _toy_images(), TrainConfig(iterations=3, batch_size=16), seed=1,
+            device=CPU, progress=False, checkpoint=path, resume=True)
 
 
 def test_corrupt_or_truncated_checkpoints_name_the_file(tmp_path):
@@ -204,7 +314,7 @@ def test_callbacks_log_in_eval_mode_into_history():
 
     history = []
     model = SmallCNN(2)
-    fit(model, data, TrainConfig(iterations=6, batch_size=16, log_every=3), device=CPU,
+    fit(model, data, TrainConfig(iterations=6, batch_size=16), device=CPU, log_every=3,
         progress=False, history=history,
         callbacks=[spy, JacobianGapCallback(x[:16], unknown.tensors[0][:16]),
                    EvalCallback(data, unknown)])
@@ -214,12 +324,3 @@ def test_callbacks_log_in_eval_mode_into_history():
     assert row["jac_gap"] == pytest.approx(row["jac_unknown"] - row["jac_known"])
     assert row["jac_known"] > 0 and row["dbi"] > 0
     assert 0 <= row["accuracy"] <= 1 and 0 <= row["auroc"] <= 1
-
-
-def test_paper_presets():
-    vgg = TrainConfig.paper_vgg32()
-    assert (vgg.iterations, vgg.batch_size, vgg.lr, vgg.lr_min, vgg.momentum) == \
-        (20_000, 128, 0.1, 1e-5, 0.9)
-    resnet = TrainConfig.paper_resnet18(train_size=30_000, seed=2)
-    assert resnet.iterations == 200 * (30_000 // 128) and (resnet.lr, resnet.lr_min) == (0.06, 0)
-    assert resnet.seed == 2
