@@ -412,9 +412,10 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig = TrainConfig(
     checked; on CUDA every 50 steps and before any checkpoint or callback, so the GPU never waits
     for the host in between.
 
-    Every ``log_every`` steps each callback is called as ``callback(step, model)`` with the model
-    in eval mode (train mode is restored after); their dicts, merged with ``{"step": step}``, are
-    appended to ``history`` when a list is given. A callback may raise to stop training.
+    Before the first step and every ``log_every`` steps each callback is called as
+    ``callback(step, model)`` with the model in eval mode (train mode is restored after); their
+    dicts, merged with ``{"step": step}``, are appended to ``history`` when a list is given. A
+    callback may raise to stop training.
 
     With ``config.ssl_weight > 0`` a ``RotationSSL`` classifier is created here and trained with
     the model. It is a training aid only, so it is not attached to the model: it lives in the
@@ -500,6 +501,17 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig = TrainConfig(
             "losses": losses[:step].double().cpu(), **(checkpoint_extra or {}),
         }, path)
 
+    def log(step: int) -> None:
+        model.eval()
+        row = {"step": step}
+        for callback in callbacks:
+            row.update(callback(step, model))
+        model.train()
+        if history is not None:
+            history.append(row)
+
+    if log_every and callbacks and done == 0:
+        log(0)  # the untrained model: where every curve starts
     check_every = 1 if device.type == "cpu" else 50
     bar = tqdm(range(done + 1, total + 1), desc="fit", disable=not progress, leave=False,
                initial=done, total=total)
@@ -524,13 +536,7 @@ def fit(model: nn.Module, train_set: Dataset, config: TrainConfig = TrainConfig(
             save(step)
         if log_every and callbacks and step % log_every == 0:
             check_finite(step)
-            model.eval()
-            row = {"step": step}
-            for callback in callbacks:
-                row.update(callback(step, model))
-            model.train()
-            if history is not None:
-                history.append(row)
+            log(step)
     check_finite(total)
     model.eval()
     if batches.channels_last:

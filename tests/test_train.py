@@ -318,8 +318,8 @@ def test_callbacks_log_in_eval_mode_into_history():
         progress=False, history=history,
         callbacks=[spy, JacobianGapCallback(x[:16], unknown.tensors[0][:16]),
                    EvalCallback(data, unknown)])
-    assert modes == [False, False]
-    assert [row["step"] for row in history] == [3, 6]
+    assert modes == [False, False, False]
+    assert [row["step"] for row in history] == [0, 3, 6]
     row = history[-1]
     assert row["jac_gap"] == pytest.approx(row["jac_unknown"] - row["jac_known"])
     assert row["jac_known"] > 0 and row["dbi"] > 0
