@@ -1,6 +1,7 @@
 """Execute book chapters (MyST-markdown notebooks) as plain Python, one namespace per chapter.
 
-    python tests/run_chapters.py book/02_jacobian_norm.md [...] [--skip-tag claim]
+    python tests/run_chapters.py book/02_jacobian_norm.md [...] [--skip-tag claim] \
+        [--param DATASET='"tiny_imagenet"']
 
 Used where a Jupyter kernel is not at hand or not wanted: the CI dry run of every chapter in the
 ``gpu`` profile on fabricated data (which skips the cells tagged ``claim``: their thresholds
@@ -8,7 +9,9 @@ speak of real training, not of four steps on fabricated images), and ``make gpu-
 machine that has PyTorch but no Jupyter. It needs nothing beyond the package's own dependencies:
 the MyST code cells are parsed here, IPython's line magics (``%pip``) become ``pass``,
 ``myst_nb.glue`` and ``display`` are stubbed when absent, and figures go to matplotlib's Agg
-backend. A failing cell stops its chapter with the chapter name and cell number in the error.
+backend. ``--param NAME=EXPR`` runs ``NAME = EXPR`` right after the cell tagged ``parameters``
+(papermill's convention), so a chapter can be run on another dataset without editing it. A
+failing cell stops its chapter with the chapter name and cell number in the error.
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ def _stub_notebook_modules() -> None:
         sys.modules["myst_nb"] = stub
 
 
-def run_chapter(path: Path, skip_tags: set[str]) -> tuple[int, int, float]:
-    """Run one chapter; returns ``(cells run, cells skipped, seconds)``."""
+def run_chapter(path: Path, skip_tags: set[str],
+                params: dict[str, str] | None = None) -> tuple[int, int, float]:
+    """Run one chapter, ``params`` (name -> Python expression) set after its parameters cell;
+    returns ``(cells run, cells skipped, seconds)``."""
     import builtins
 
     import matplotlib
@@ -81,6 +86,9 @@ def run_chapter(path: Path, skip_tags: set[str]) -> tuple[int, int, float]:
         code = compile(source, f"{path.name}, cell {number}", "exec")
         exec(code, namespace)  # noqa: S102 (running our own chapters is the point)
         ran += 1
+        if "parameters" in tags:
+            for name, expr in (params or {}).items():
+                namespace[name] = eval(expr, namespace)  # noqa: S307 (our own command line)
         import matplotlib.pyplot as plt
         plt.close("all")
     if builtins_display is not None:
@@ -94,11 +102,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("chapters", nargs="+", type=Path)
     parser.add_argument("--skip-tag", action="append", default=[],
                         help="skip code cells with this tag (repeatable), e.g. claim")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=EXPR",
+                        help="set a parameter after the parameters cell (repeatable)")
     args = parser.parse_args(argv)
+    params = dict(p.split("=", 1) for p in args.param)
     os.environ.setdefault("MPLBACKEND", "Agg")
     _stub_notebook_modules()
     for path in args.chapters:
-        ran, skipped, seconds = run_chapter(path, set(args.skip_tag))
+        ran, skipped, seconds = run_chapter(path, set(args.skip_tag), params)
         print(f"{path.name}: {ran} cells ran, {skipped} skipped, {seconds:.1f} s", flush=True)
 
 
