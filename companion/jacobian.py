@@ -26,7 +26,8 @@
     typically much less because ``J`` spreads over many directions.
 
 Conventions: results are float32, detached, on ``x``'s device, one per sample ``(N,)``; autocast
-is switched off inside, and gradients are switched on (callers may be under ``torch.no_grad``).
+and TF32 are switched off inside (``true_float32``), and gradients are switched on (callers may be
+under ``torch.no_grad``).
 
 Safety: per-sample Jacobians of a batch exist only if each output depends on its own input
 alone. BatchNorm in training mode normalises with batch statistics (coupling the samples) and
@@ -42,8 +43,9 @@ and about 10% faster on classifier32. The estimator pays off when ``k`` is well 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -216,7 +218,7 @@ def jacobian_norm(
     impl = _IMPLEMENTATIONS[method]
     norms = []
     with torch.inference_mode(False), torch.enable_grad(), \
-            torch.autocast(x.device.type, enabled=False):
+            torch.autocast(x.device.type, enabled=False), true_float32():
         if x.is_inference():  # autograd cannot record inference tensors; a plain copy it can
             chunks = x.clone().split(batch_size)
         for chunk in tqdm(chunks, desc=f"jacobian_norm ({method})", disable=not show,
@@ -224,6 +226,26 @@ def jacobian_norm(
             norms.append(impl(fn, chunk, num_projections=num_projections,
                               generator=generator).detach())
     return torch.cat(norms).float()
+
+
+@contextlib.contextmanager
+def true_float32() -> Iterator[None]:
+    """Matrix products and convolutions in true float32 inside the block.
+
+    On CUDA, PyTorch lets cuDNN convolutions round their inputs to TF32 (a 10-bit mantissa) by
+    default, far coarser than float32's 23 bits: Jacobian norms would then agree with a
+    brute-force float32 computation only to about 1e-3. The previous settings are restored after.
+    """
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled,
+                                        benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic,
+                                        allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _straight_path(x0: torch.Tensor, x1: torch.Tensor,
@@ -266,9 +288,10 @@ def path_length(fn: Fn, x0: torch.Tensor, x1: torch.Tensor, steps: int = 257,
     check_eval_mode(fn)
     _, path = _straight_path(x0, x1, steps)
     z = []
-    for chunk in path.split(batch_size):
-        z.append(fn(chunk))
-        _check_output(z[-1], chunk.shape[0])
+    with true_float32():
+        for chunk in path.split(batch_size):
+            z.append(fn(chunk))
+            _check_output(z[-1], chunk.shape[0])
     z = torch.cat(z).double()
     return float(torch.linalg.vector_norm(z[1:] - z[:-1], dim=1).sum())
 

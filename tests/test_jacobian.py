@@ -289,3 +289,17 @@ def test_cuda_matches_cpu(method):
     cuda = jacobian_norm(model.cuda().embed, x.cuda(), method, generator=gen(0))
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=1e-4, atol=1e-6)
+
+
+def test_true_float32_switches_tf32_off_inside_and_restores_it():
+    from companion.jacobian import true_float32
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with true_float32():
+            assert not torch.backends.cuda.matmul.allow_tf32
+            assert not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
