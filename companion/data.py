@@ -127,6 +127,7 @@ SPLITS: dict[str, list[list[int]]] = {
 }
 
 DATASETS = ("toy2d", "digits", "mnist", "svhn", "cifar10", "cifar+10", "cifar+50", "tiny_imagenet")
+"""Every dataset ``load_osr`` knows: two offline ones (``toy2d``, ``digits``), then the paper's."""
 
 # Which lists of SPLITS a dataset uses. Unknowns are the complement of the knowns in
 # range(num_classes), except where _UNKNOWN_KEY names an explicit list.
@@ -225,9 +226,10 @@ def _standard_strides(shape: torch.Size) -> tuple[int, ...]:
 
 
 class TensorSet(Dataset):
-    """An in-memory dataset: ``inputs`` (N, *input_shape), float32 (toy2d, digits) or uint8 images
-    (N, C, H, W) in 0..255; ``targets`` (N,) int64. Items are (x float32, y int64 scalar tensor);
-    uint8 images are read as float32 / 255, so x is in [0, 1].
+    """An in-memory dataset: ``inputs`` of shape ``(N, *input_shape)``, float32 (toy2d, digits)
+    or uint8 images ``(N, C, H, W)`` in 0..255; ``targets`` ``(N,)`` int64. Items are ``(x, y)``:
+    x float32, y an int64 scalar tensor; uint8 images are read as float32 / 255, so x is in
+    [0, 1].
 
     The tensors may live on any device; ``batches`` and ``subset`` keep them there.
     """
@@ -277,8 +279,8 @@ class TensorSet(Dataset):
     def batches(self, batch_size: int = 512,
                 device: torch.device | str | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(x, y)`` batches in order: ``x`` float32 of shape (B, *input_shape), ``y`` int64 (B,),
-        both on ``device`` (default: where the tensors are). The last batch may be smaller.
+        """``(x, y)`` batches in order: ``x`` float32 of shape ``(B, *input_shape)``, ``y`` int64
+        ``(B,)``, both on ``device`` (default: where the tensors are). The last batch may be smaller.
 
         Only the batch is converted, and uint8 images move to the device before the conversion,
         a quarter of the bytes a float32 copy would take.
