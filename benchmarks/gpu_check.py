@@ -37,13 +37,13 @@ def steps(python: str, data: Path) -> list[tuple[str, list[str], dict, int]]:
     return [
         ("CUDA tests", [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs",
                         "tests/test_cuda.py", "tests/test_jacobian.py", "tests/test_metrics.py",
-                        "-k", "cuda or CUDA"], {}, 240),
+                        "-k", "cuda or CUDA"], {}, 120),
         ("training throughput", [python, "benchmarks/training.py", "--device", "cuda",
-                                 "--compile"], {}, 300),
-        ("Jacobian benchmark", [python, "benchmarks/jacobian.py", "--device", "cuda"], {}, 240),
-        ("fabricate data", [python, "tests/fabricate.py", str(data), "--per-class", "16"], {}, 60),
+                                 "--compile"], {}, 150),
+        ("Jacobian benchmark", [python, "benchmarks/jacobian.py", "--device", "cuda"], {}, 100),
+        ("fabricate data", [python, "tests/fabricate.py", str(data), "--per-class", "16"], {}, 30),
         (f"{Path(CHAPTER).stem}, gpu profile", [python, "tests/run_chapters.py", CHAPTER,
-                                                "--skip-tag", "claim"], gpu_profile, 240),
+                                                "--skip-tag", "claim"], gpu_profile, 90),
     ]
 
 
