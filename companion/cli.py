@@ -157,6 +157,9 @@ def _add_spec_options(parser: argparse.ArgumentParser, many: bool) -> None:
                       help="OvR / m-OvR scale T (default 32)")
     spec.add_argument("--margin-on", choices=["target", "all", "signed"], default=None,
                       help="which classes get the m-OvR margin (default: target)")
+    spec.add_argument("--scale-warmup", type=_non_negative_int, default=None, metavar="STEPS",
+                      help="OvR / m-OvR: steps over which T ramps up (default 100; 0 is the "
+                           "paper's recipe exactly)")
     spec.add_argument("--center-weight", type=float, default=None, metavar="W",
                       help="center-loss weight (default 0.1)")
     spec.add_argument("--weight-decay", type=float, default=None, metavar="WD",
@@ -167,7 +170,7 @@ def _add_spec_options(parser: argparse.ArgumentParser, many: bool) -> None:
                       help="the preset's tiny schedule (tests, smoke runs)")
 
 
-_HEAD_OPTIONS = ("margin", "scale", "margin_on", "center_weight")
+_HEAD_OPTIONS = ("margin", "scale", "margin_on", "scale_warmup", "center_weight")
 _TRAIN_OPTIONS = ("iterations", "epochs", "batch_size", "lr", "lr_min", "momentum")
 _TECHNIQUE_OPTIONS = {"weight_decay": "wd", "ssl_weight": "ssl"}
 

@@ -45,8 +45,8 @@ _HEAD_ARGS_SKIPPED = ("self", "embed_dim", "num_classes")
 
 
 def head_defaults(head: str) -> dict[str, Any]:
-    """The keyword arguments of loss head ``head`` and their defaults, e.g. ``{"margin": 0.5,
-    "margin_on": "target", "scale": 32.0}`` for ``"movr"``."""
+    """The keyword arguments of loss head ``head`` and their defaults, e.g. ``{"scale": 32.0,
+    "scale_warmup": 100, "margin": 0.5, "margin_on": "target"}`` for ``"movr"``."""
     if head not in HEADS:
         raise ValueError(f"unknown loss {head!r}; valid losses: {', '.join(sorted(HEADS))}")
     params = inspect.signature(HEADS[head].__init__).parameters

@@ -78,7 +78,7 @@ def test_center_head_known_answer_and_centers_get_gradients():
 
 
 def test_ovr_head_known_answer_and_stable_for_huge_logits():
-    head = OvRHead(2, 2, scale=T)
+    head = OvRHead(2, 2, scale=T, scale_warmup=0)
     set_weight(head, [[2.0, 0.0], [0.0, 0.5]])  # prototypes are normalised: e_0 and e_1
     z = torch.tensor([[5.0, 0.0]])  # cos = 1 with w_0, 0 with w_1
     torch.testing.assert_close(head(z), torch.tensor([[32.0, 0.0]]))
@@ -95,7 +95,7 @@ def test_ovr_head_known_answer_and_stable_for_huge_logits():
     expected = (softplus(-32.0) + softplus(32.0)) / 2 + math.log(2.0)
     torch.testing.assert_close(both, torch.tensor(expected))
     # logits of +-1e4: the naive log(1 - sigmoid) would be log(0) = -inf
-    huge = OvRHead(2, 2, scale=1e4)
+    huge = OvRHead(2, 2, scale=1e4, scale_warmup=0)
     set_weight(huge, [[1.0, 0.0], [-1.0, 0.0]])
     assert huge.loss(z, torch.tensor([1])).loss.item() == pytest.approx(2e4, rel=1e-6)
 
@@ -107,7 +107,7 @@ def test_ovr_head_known_answer_and_stable_for_huge_logits():
     ("signed", 32.0),        # non-target angle - m = 0deg: 32 * 1
 ])
 def test_movr_head_known_answer_per_margin_reading(margin_on, off_target_logit):
-    head = MOvRHead(2, 2, scale=T, margin=math.pi / 6, margin_on=margin_on)
+    head = MOvRHead(2, 2, scale=T, margin=math.pi / 6, margin_on=margin_on, scale_warmup=0)
     set_weight(head, [[2.0, 0.0], [0.0, 0.5]])
     z, y = torch.tensor([unit(math.pi / 3)]) * 3, torch.tensor([0])
     out = head.loss(z, y)
@@ -119,7 +119,8 @@ def test_movr_head_known_answer_per_margin_reading(margin_on, off_target_logit):
 
 
 def test_movr_default_margin_on_a_generic_angle():
-    head = MOvRHead(2, 3)
+    assert MOvRHead(2, 3).scale_warmup == 100  # our addition, see the warm-up tests below
+    head = MOvRHead(2, 3, scale_warmup=0)
     assert (head.scale, head.margin, head.margin_on) == (32.0, 0.5, "target")
     set_weight(head, [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     z = torch.tensor([unit(1.0)], dtype=torch.float32)  # angles 1, pi/2 - 1, pi - 1
@@ -171,7 +172,7 @@ def test_movr_gradient_matches_finite_differences(margin_on):
     z = torch.randn(5, 4, generator=gen, dtype=torch.float64)
     w = torch.randn(3, 4, generator=gen, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1])
-    head = MOvRHead(4, 3, margin_on=margin_on).double()
+    head = MOvRHead(4, 3, margin_on=margin_on, scale_warmup=0).double()
     # stay off the kinks (the junction of add_angle and the clamp), where no derivative exists
     theta = torch.arccos(F.normalize(z, dim=1) @ F.normalize(w, dim=1).T)
     assert (theta > 0.1).all() and (theta < math.pi - 0.1).all()
@@ -182,6 +183,72 @@ def test_movr_gradient_matches_finite_differences(margin_on):
         return torch.func.functional_call(loss, {"head.weight": w_}, (z_, y))
 
     assert torch.autograd.gradcheck(fn, (z.requires_grad_(), w.requires_grad_()))
+
+
+def test_movr_scale_warmup_ramps_then_is_exactly_the_papers_loss():
+    """With scale_warmup = 4, training step t uses T * min(1, t/4); from step 4 on the loss and
+    logits are bit-identical to the paper's (scale_warmup = 0). Eval mode and no_grad calls
+    (scores, analyses) do not advance the counter."""
+    gen = torch.Generator().manual_seed(0)
+    z, y = torch.randn(6, 5, generator=gen), torch.tensor([0, 1, 2, 0, 1, 2])
+    warm, paper = MOvRHead(5, 3, scale_warmup=4), MOvRHead(5, 3, scale_warmup=0)
+    paper.load_state_dict(warm.state_dict())
+    reference = paper.loss(z, y)
+    for t in range(1, 7):
+        out = warm.loss(z, y)
+        assert warm.steps.item() == t
+        torch.testing.assert_close(out.logits, min(1.0, t / 4) * reference.logits)
+        if t >= 4:
+            assert torch.equal(out.loss, reference.loss) and torch.equal(out.logits,
+                                                                         reference.logits)
+    torch.testing.assert_close(warm(z), paper(z))  # inference logits never carry the warm-up
+    with torch.no_grad():
+        warm.loss(z, y)
+    warm.eval()
+    warm.loss(z, y)
+    assert warm.steps.item() == 6
+
+
+def test_movr_warmup_step_counter_is_saved_and_old_weights_load_past_the_warmup():
+    head = MOvRHead(4, 3, scale_warmup=10)
+    for _ in range(3):
+        head.loss(torch.randn(2, 4), torch.tensor([0, 1]))
+    copy = MOvRHead(4, 3, scale_warmup=10)
+    copy.load_state_dict(head.state_dict())  # resumed training continues the ramp
+    assert copy.steps.item() == 3
+    # weights saved before the warm-up existed have no counter: loaded as trained (past it)
+    old = {"weight": head.weight.detach().clone()}
+    fresh = MOvRHead(4, 3, scale_warmup=10)
+    fresh.load_state_dict(old)
+    assert fresh.steps.item() == 10 and fresh.warmup_factor().item() == 1.0
+
+
+def test_movr_warmup_keeps_the_first_steps_short_on_digits():
+    """Why the warm-up exists (see MOvRHead): with T = 32 from step 0, the first 50 SGD steps on
+    the untrained digits SmallCNN inflate its embedding's median norm several hundred-fold
+    (measured: 336x on split 0, seed 1), which cuts every later angular step by the square of
+    that; the 100-step warm-up keeps it several times smaller (15x). Chapter 6 shows the stalls
+    this causes and the designed experiment behind the fix."""
+    from companion import RunSpec, TensorSet, experiments
+
+    growth = {}
+    for label in ("movr:scale_warmup=0", "movr"):
+        spec = RunSpec.parse(label, dataset="digits", split=0, seed=1, iterations=50)
+        osr = experiments.load_data(spec)
+        x = TensorSet.to_float(osr.train.inputs[:256])
+        untrained = experiments.build(spec, osr).eval()
+        trained = experiments.train(spec, osr=osr, device="cpu").model  # returned in eval mode
+        with torch.no_grad():
+            before, after = (m.embed(x).norm(dim=1).median() for m in (untrained, trained))
+        growth[label] = (after / before).item()
+    assert growth["movr:scale_warmup=0"] > 100, growth
+    assert growth["movr:scale_warmup=0"] > 5 * growth["movr"], growth
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, float("nan"), True, "100"])
+def test_scale_warmup_validated(bad):
+    with pytest.raises(ValueError, match="scale_warmup must be a whole number of steps >= 0"):
+        MOvRHead(4, 3, scale_warmup=bad)
 
 
 def test_margin_and_scale_validated():
@@ -250,7 +317,7 @@ def test_prop2_plain_ovr_minimum_collapses_the_non_target_prototypes():
     gen = torch.Generator().manual_seed(0)
     # (a) the minimiser at T = 32
     f = F.normalize(torch.randn(1, d, generator=gen, dtype=torch.float64), dim=1)
-    head = OvRHead(d, K, scale=T).double()
+    head = OvRHead(d, K, scale=T, scale_warmup=0).double()
     set_weight(head, torch.cat([f, -f.repeat(K - 1, 1)]))
     y = torch.tensor([0])
     at_minimum = head.loss(f, y).loss.item()
@@ -263,7 +330,7 @@ def test_prop2_plain_ovr_minimum_collapses_the_non_target_prototypes():
 
     # (b) descent at T = 4
     scale = 4.0
-    head = OvRHead(d, K, scale=scale).double()
+    head = OvRHead(d, K, scale=scale, scale_warmup=0).double()
     set_weight(head, torch.randn(K, d, generator=gen, dtype=torch.float64))
     final, z = _minimise(head, torch.randn(3, d, generator=gen, dtype=torch.float64),
                          torch.zeros(3, dtype=torch.long), steps=500)
@@ -287,7 +354,7 @@ def test_prop3_margin_sets_the_prototype_separation_needed_to_classify(margin_on
     """
     m, step = 0.5, 0.005
     alphas = torch.arange(1, 401, dtype=torch.float64) * step  # 0.005 ... 2.0
-    head = MOvRHead(2, 1 + len(alphas), margin=m, margin_on=margin_on).double()
+    head = MOvRHead(2, 1 + len(alphas), margin=m, margin_on=margin_on, scale_warmup=0).double()
     set_weight(head, torch.cat([torch.tensor([[1.0, 0.0]], dtype=torch.float64),
                                 torch.stack([alphas.cos(), alphas.sin()], dim=1)]))
     phi = torch.arange(-math.pi, math.pi, 5e-4, dtype=torch.float64)
@@ -311,7 +378,8 @@ def test_prop3_movr_optimum_keeps_prototypes_2m_apart_where_ovr_does_not():
     y = torch.arange(K).repeat_interleave(3)
     for seed in range(4):
         closest = {}
-        for name, head in [("ovr", OvRHead(d, K)), ("movr", MOvRHead(d, K, margin=m))]:
+        for name, head in [("ovr", OvRHead(d, K, scale_warmup=0)),
+                           ("movr", MOvRHead(d, K, margin=m, scale_warmup=0))]:
             head.double()
             gen = torch.Generator().manual_seed(seed)
             centre = torch.randn(1, d, generator=gen, dtype=torch.float64)
@@ -339,7 +407,7 @@ def test_prop4_movr_inter_class_gradient_exceeds_sce_when_target_similarity_posi
     """
     N, K, d = 20000, 6, 8
     gen = torch.Generator().manual_seed(0)
-    head = MOvRHead(d, K).double()
+    head = MOvRHead(d, K, scale_warmup=0).double()
     set_weight(head, torch.randn(K, d, generator=gen, dtype=torch.float64))
     z = torch.randn(N, d, generator=gen, dtype=torch.float64)
     y = torch.randint(K, (N,), generator=gen)
@@ -407,7 +475,7 @@ def test_intra_class_head_is_half_the_squared_distance_to_the_prototype():
 
 def test_with_compaction_adds_the_weighted_intra_class_term_to_any_head():
     torch.manual_seed(0)
-    base = OvRHead(2, 2)
+    base = OvRHead(2, 2, scale_warmup=0)
     with torch.no_grad():
         base.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0]]))  # unit prototypes e1, e2
     z = torch.tensor([[1.0, 1.0], [0.0, -3.0]])
@@ -428,3 +496,15 @@ def test_with_compaction_adds_the_weighted_intra_class_term_to_any_head():
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="weight must be >= 0"):
         WithCompaction(base, -1.0)
+
+
+def test_ovr_shares_the_scale_warmup_of_movr():
+    """OvR stalls the same way as m-OvR from T = 32 at step 0 (chapter 6), so it has the same
+    warm-up; scale_warmup=0 is the plain loss."""
+    head = OvRHead(2, 2)
+    assert head.scale_warmup == 100 and int(head.steps) == 0
+    z, y = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    warm = head.loss(z, y).logits  # step 1 of 100: T / 100
+    plain = OvRHead(2, 2, scale_warmup=0)
+    plain.load_state_dict(head.state_dict())
+    torch.testing.assert_close(warm, plain.loss(z, y).logits / 100)
