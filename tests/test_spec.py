@@ -88,7 +88,8 @@ def test_config_fields_change_the_schedule():
 
 def test_head_arguments_are_stored_complete():
     spec = RunSpec(dataset="digits", head="movr", head_kwargs={"margin": 0.3})
-    assert dict(spec.head_kwargs) == {"margin": 0.3, "margin_on": "target", "scale": 32.0}
+    assert dict(spec.head_kwargs) == {"margin": 0.3, "margin_on": "target", "scale": 32.0,
+                                      "scale_warmup": 100.0}
     assert head_defaults("sce") == {}
     with pytest.raises(ValueError, match="loss 'movr' has no argument 'margn'"):
         RunSpec(head="movr", head_kwargs={"margn": 1})
