@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
 .PHONY: all install book test unit nbval book-strict browser colab colab-branch colab-test gpu-dry-run \
-	bench bench-train gpu-check clean
+	bench bench-train gpu-check results clean
 
 all: book
 
@@ -107,6 +107,11 @@ gpu-dry-run: install
 	  MPLBACKEND=Agg $(BIN)/python tests/run_chapters.py $(NOTEBOOKS) --skip-tag claim \
 	    --param DATASET="'$$dataset'" || exit 1; \
 	done
+
+# The README's results table: runs (or resumes) its sweep into results/ and rewrites the table from
+# that file, with the command and commit (about 10 minutes on 2 CPU cores from scratch).
+results: install
+	$(BIN)/python book/_tools/results_table.py --run
 
 # Speed of the Jacobian-norm methods (a benchmark, not a test): prints one table of timings and ratios.
 bench: install
