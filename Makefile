@@ -1,7 +1,8 @@
 # Two commands do everything (see README.md):
 #   make book   build the book, executing every notebook on the offline data (default scale)
 #   make test   unit tests + every notebook under nbval (fast mode) + a strict book build (fast mode)
-#               + that book in headless Chromium + one Colab notebook in a fresh environment
+#               + that book in headless Chromium + every chapter in the gpu profile on fabricated
+#               files + one Colab notebook in a fresh environment
 # Both create .venv and install the pinned environment on first use.
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
-.PHONY: all install book test unit nbval book-strict browser colab colab-branch colab-test gpu-dry-run \
+.PHONY: all install book test test-lane-book test-lane-notebooks unit nbval book-strict browser colab colab-branch colab-test gpu-dry-run \
 	bench bench-train gpu-check results clean
 
 all: book
@@ -55,7 +56,19 @@ $(BOOK_STAMP): $(STAMP) $(BOOK_INPUTS)
 	fi
 	@touch $@
 
-test: unit nbval gpu-dry-run book-strict browser colab-test
+# Two lanes, one per core, each torch process on one thread (two threads each, on two busy
+# cores, ran up to 60x slower here): [strict book build, browser, unit tests] beside [nbval,
+# gpu dry run, Colab notebook]. Each lane's output is printed whole when the lane ends.
+test: install
+	@echo "make test: two lanes in parallel, about 12 minutes on 2 cores; each prints when it ends."
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
+	  test-lane-book test-lane-notebooks
+
+test-lane-book: install
+	$(MAKE) --no-print-directory book-strict browser unit
+
+test-lane-notebooks: install
+	$(MAKE) --no-print-directory nbval gpu-dry-run colab-test
 
 # The browser and Colab tests need the built book or a fresh environment: they run as their own
 # targets below, after the book is built.
@@ -97,15 +110,20 @@ colab-test: install
 # Every chapter in the gpu profile (the paper's datasets, at fast scale) on CPU, on tiny files
 # fabricated in each dataset's on-disk format, claim cells skipped: catches class counts, image
 # sizes, channels, CIFAR+N's unknowns and TinyImageNet's 200 classes and 64 px before a GPU does.
-# Each chapter runs with its own default dataset (CIFAR-10), then with CIFAR+10 and TinyImageNet.
+# Twice: CIFAR+10 (CIFAR-10 knowns, CIFAR-100 unknowns, K = 4) and TinyImageNet (K = 20 of 200,
+# 64 px). A Jacobian of classifier32 costs ~10 ms per image and output direction on this CPU, so
+# the run is shrunk to its smallest: 16 test knowns and 16 unknowns (COMPANION_TEST_LIMIT), and
+# the chapters' own study-size parameters set low (DRY_RUN_PARAMS). About 5 minutes on 2 cores.
 FABRICATED := _build/fabricated
+DRY_RUN_PARAMS := --param IMAGES=8 --param PERTURBATIONS=4 --param 'KS=[1, 2]' \
+	--param ESTIMATOR_SEEDS=2 --param TSNE_POINTS=8
 gpu-dry-run: install
 	$(BIN)/python tests/fabricate.py $(FABRICATED)
-	for dataset in cifar10 cifar+10 tiny_imagenet; do \
+	for dataset in cifar+10 tiny_imagenet; do \
 	  echo "gpu profile, DATASET=$$dataset:"; \
 	  COMPANION_PROFILE=gpu COMPANION_FAST=1 COMPANION_VERIFY=0 COMPANION_DATA_DIR=$(FABRICATED) \
-	  MPLBACKEND=Agg $(BIN)/python tests/run_chapters.py $(NOTEBOOKS) --skip-tag claim \
-	    --param DATASET="'$$dataset'" || exit 1; \
+	  COMPANION_TEST_LIMIT=16 MPLBACKEND=Agg $(BIN)/python tests/run_chapters.py $(NOTEBOOKS) \
+	    --skip-tag claim --param DATASET="'$$dataset'" $(DRY_RUN_PARAMS) || exit 1; \
 	done
 
 # The README's results table: runs (or resumes) its sweep into results/ and rewrites the table from

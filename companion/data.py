@@ -341,6 +341,13 @@ def _select(source: TensorSet, classes: Sequence[int], *, unknown: bool = False)
     return TensorSet(selected.inputs, new_label[selected.targets])
 
 
+def _evenly(source: TensorSet, limit: int | None) -> TensorSet:
+    """``source`` itself, or ``limit`` of its samples at evenly spaced positions."""
+    if limit is None or len(source) <= limit:
+        return source
+    return source.subset(torch.linspace(0, len(source) - 1, limit).round().long())
+
+
 def as_tensors(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack a dataset into ``(X, y)``: ``X`` float32 of shape ``(N, *input_shape)``, ``y`` of
     shape ``(N,)``, int64, both new tensors (changing them leaves the dataset alone). A
@@ -913,6 +920,7 @@ def load_osr(
     n_per_class: int = 200,
     n_test_per_class: int = 100,
     known: Sequence[int] | None = None,
+    test_limit: int | None = None,
 ) -> OSRData:
     """Load split ``split`` (0..4) of ``dataset`` as an open-set problem, held in memory.
 
@@ -948,6 +956,9 @@ def load_osr(
         split = -1
     if image_size is not None:
         _check_positive_int("image_size", image_size)
+    test_limit = runtime.test_limit() if test_limit is None else test_limit
+    if test_limit is not None:
+        _check_positive_int("test_limit", test_limit)
     _check_positive_int("n_per_class", n_per_class)
     _check_positive_int("n_test_per_class", n_test_per_class)
     size = int(image_size) if image_size is not None else _NATIVE_SIZE.get(dataset, 32)
@@ -980,8 +991,8 @@ def load_osr(
         name=dataset,
         split=int(split),
         train=_select(train, known),
-        test_known=_select(test, known),
-        test_unknown=_select(unknown_pool, unknown, unknown=True),
+        test_known=_evenly(_select(test, known), test_limit),
+        test_unknown=_evenly(_select(unknown_pool, unknown, unknown=True), test_limit),
         known_classes=tuple(known),
         unknown_classes=tuple(unknown),
         input_shape=_INPUT_SHAPE.get(dataset, (3, size, size)),

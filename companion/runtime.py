@@ -27,6 +27,7 @@ FAST_ENV = "COMPANION_FAST"
 PROFILE_ENV = "COMPANION_PROFILE"
 DATA_ENV = "COMPANION_DATA_DIR"
 VERIFY_ENV = "COMPANION_VERIFY"
+TEST_LIMIT_ENV = "COMPANION_TEST_LIMIT"
 PROFILES = ("fast", "cpu", "gpu")
 
 
@@ -88,6 +89,23 @@ def verify_data() -> bool:
     """Whether ``load_osr`` checks the md5 of SVHN and CIFAR files by default: yes, unless
     ``COMPANION_VERIFY=0`` (set by CI for the tiny datasets it fabricates in these formats)."""
     return _flag(VERIFY_ENV, True)
+
+
+def test_limit() -> int | None:
+    """At most how many test knowns, and as many test unknowns, ``load_osr`` keeps by default:
+    ``COMPANION_TEST_LIMIT`` (a positive int), else ``None`` (all of them).
+
+    For CI's dry run of the gpu profile on CPU, where a Jacobian over TinyImageNet's 180
+    unknown classes at 64 px would take most of an hour; numbers measured on a limited test set
+    are not the benchmark's.
+    """
+    value = os.environ.get(TEST_LIMIT_ENV, "").strip()
+    if value == "":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{TEST_LIMIT_ENV} must be a positive integer, got {value!r}; "
+                         "unset it to keep whole test sets")
+    return int(value)
 
 
 def data_dir() -> Path:

@@ -259,7 +259,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=8,
                         help="train images per class for MNIST / SVHN / CIFAR-10 (default 8)")
     args = parser.parse_args(argv)
+    marker = args.dir / ".fabricated"
+    if marker.exists():  # a rerun (make gpu-dry-run twice) starts from an empty folder
+        shutil.rmtree(args.dir)
+    elif args.dir.exists() and any(args.dir.iterdir()):
+        parser.error(f"{args.dir} is not empty and was not made by this script; "
+                     "give an empty or new folder")
     fabricate_all(args.dir, args.per_class)
+    marker.write_text("written by tests/fabricate.py; removed and rewritten on each run\n")
     print(f"fabricated MNIST, SVHN, CIFAR-10, CIFAR-100 and TinyImageNet under {args.dir}")
 
 

@@ -208,6 +208,24 @@ def test_digits_split_is_stratified_and_keeps_unknowns_out_of_train():
         assert label_of[x[0].tobytes()] <= set(unknown)
 
 
+def test_test_limit_keeps_evenly_spaced_test_samples_and_all_training_data(monkeypatch):
+    monkeypatch.delenv("COMPANION_TEST_LIMIT", raising=False)
+    whole = load_osr("digits", 0)
+    cut = load_osr("digits", 0, test_limit=5)
+    assert torch.equal(cut.train.inputs, whole.train.inputs)
+    for name in ("test_known", "test_unknown"):
+        full, part = getattr(whole, name), getattr(cut, name)
+        # positions round(linspace(0, N - 1, 5)): the first, the last and three evenly between
+        positions = [round(i * (len(full) - 1) / 4) for i in range(5)]
+        assert torch.equal(part.inputs, full.inputs[positions])
+        assert torch.equal(part.targets, full.targets[positions])
+    assert load_osr("digits", 0, test_limit=10_000).test_known.inputs.shape == whole.test_known.inputs.shape
+    monkeypatch.setenv("COMPANION_TEST_LIMIT", "5")  # the default comes from the environment
+    assert len(load_osr("digits", 0).test_unknown) == 5
+    with pytest.raises(ValueError, match="test_limit must be a positive int, got 0"):
+        load_osr("digits", 0, test_limit=0)
+
+
 def test_digits_seed_changes_the_split_and_only_the_split():
     a, b, c = (load_osr("digits", 2, seed=s) for s in (1, 1, 2))
     assert torch.equal(as_tensors(a.train)[0], as_tensors(b.train)[0])

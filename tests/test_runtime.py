@@ -85,3 +85,14 @@ def test_verify_data_defaults_to_true(monkeypatch):
     monkeypatch.setenv("COMPANION_VERIFY", "perhaps")
     with pytest.raises(ValueError, match="COMPANION_VERIFY must be 0/1"):
         runtime.verify_data()
+
+
+def test_test_limit_reads_a_positive_int(monkeypatch):
+    monkeypatch.delenv("COMPANION_TEST_LIMIT", raising=False)
+    assert runtime.test_limit() is None
+    monkeypatch.setenv("COMPANION_TEST_LIMIT", "24")
+    assert runtime.test_limit() == 24
+    for bad in ("0", "-3", "ten", "2.5"):
+        monkeypatch.setenv("COMPANION_TEST_LIMIT", bad)
+        with pytest.raises(ValueError, match=f"COMPANION_TEST_LIMIT must be a positive integer, got '{bad}'"):
+            runtime.test_limit()
