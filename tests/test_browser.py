@@ -13,6 +13,8 @@ another host refused, then checks what a reader would see:
 - no broken internal link: every local ``href`` names a file of the build, and its ``#anchor`` an
   id on the target page;
 - no request to another host and no JavaScript error;
+- readable layout: no output figure shown at under 60% of its natural width (its labels would
+  shrink below legibility), no code block that scrolls sideways, no table cut off on the right;
 - the Colab button opens the chapter's generated notebook (see book/_tools/colab_notebooks.py).
 
 Skipped, with the reason, when the build or the browser is missing; ``make browser`` sets
@@ -93,6 +95,27 @@ async () => {
         className: e.className, visible: e.getClientRects().length > 0,
         title: (e.querySelector('.admonition-title') || {innerText: ''}).innerText})),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    // Layout in the text column, for the images, code and tables a reader can see.
+    column: (document.querySelector('article.bd-article') || document.body).clientWidth,
+    outputImages: [...document.querySelectorAll('.cell_output img')]
+        .filter(img => img.getClientRects().length && img.naturalWidth)
+        .map(img => ({src: img.currentSrc || img.src, natural: img.naturalWidth,
+                      shown: img.getBoundingClientRect().width})),
+    overflowingCode: [...document.querySelectorAll('pre')]
+        .filter(pre => pre.getClientRects().length && pre.scrollWidth > pre.clientWidth + 1)
+        .map(pre => ({overflow: pre.scrollWidth - pre.clientWidth,
+                      line: pre.textContent.split('\n')
+                               .reduce((a, b) => b.length > a.length ? b : a, '').slice(0, 100)})),
+    // A table wider than its box is cut off unless some box around it scrolls sideways.
+    cutTables: [...document.querySelectorAll('article table')].filter(table => {
+        if (!table.getClientRects().length) return false;
+        if (table.getBoundingClientRect().width <= table.parentElement.clientWidth + 1) return false;
+        for (let box = table.parentElement; box && box.tagName !== 'ARTICLE';
+             box = box.parentElement) {
+          if (['auto', 'scroll'].includes(getComputedStyle(box).overflowX)) return false;
+        }
+        return true;
+      }).map(table => table.innerText.slice(0, 80)),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id)
            .concat([...document.querySelectorAll('a[name]')].map(a => a.name)),
   };
@@ -283,6 +306,33 @@ def test_no_broken_internal_link(reports, site):
         if not (target and (page.parent / target.group(1)).is_file()):
             broken.add(f"{page.relative_to(HTML)}: redirects to a missing page")
     assert not broken, "broken internal links:\n" + "\n".join(sorted(broken))
+
+
+# A figure wider than the text column is scaled down to fit it; below this share of its natural
+# width, labels drawn at 10-12 pt shrink under about 7 px (chapter figures are drawn about 7 in wide
+# at 100 dpi, about the column's 690 px).
+MIN_FIGURE_SCALE = 0.6
+
+
+def test_figures_fit_the_text_column(reports):
+    """No figure is shrunk so much that its labels become unreadable."""
+    shrunk = [f"{rel}: {img['src'].rsplit('/', 1)[-1]} drawn {img['natural']} px wide, shown at "
+              f"{img['shown']:.0f} px ({img['shown'] / img['natural']:.0%})"
+              for rel, r in reports[0].items() for img in r["outputImages"]
+              if img["shown"] < MIN_FIGURE_SCALE * img["natural"]]
+    assert any(r["outputImages"] for r in reports[0].values()), "no figure in any output"
+    assert not shrunk, ("figures shrunk to fit the text column (draw them at most about 7 in "
+                        "wide, panels in rows of two):\n" + "\n".join(shrunk))
+
+
+def test_no_code_or_table_is_cut_off(reports):
+    """Code fits the column (or wraps) and a wide table scrolls in its own box."""
+    problems = []
+    for rel, r in reports[0].items():
+        problems += [f"{rel}: code runs {c['overflow']} px past its box: {c['line']!r}"
+                     for c in r["overflowingCode"]]
+        problems += [f"{rel}: table cut off on the right: {text!r}" for text in r["cutTables"]]
+    assert not problems, "\n".join(problems)
 
 
 # sphinx-thebe 0.3.1 adds its one-line configuration script twice under Jupyter Book 1, so the
