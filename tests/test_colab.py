@@ -88,6 +88,22 @@ def test_each_notebook_installs_this_commit_first(notebooks):
         nbformat.validate(nb)
 
 
+def test_solutions_stay_collapsed_in_colab(notebooks):
+    for name, nb in notebooks.items():
+        solutions = [c for c in nb.cells if c.cell_type == "code"
+                     and colab.SOLUTION_TAG in c.metadata.get("tags", [])]
+        assert solutions, f"{name}: no exercise solution (a cell tagged {colab.SOLUTION_TAG})"
+        for cell in solutions:
+            assert cell.metadata.get("cellView") == "form", name
+            assert cell.source.startswith("#@title "), (name, cell.source[:80])
+
+
+def test_no_book_only_import_in_code(notebooks):
+    for name, nb in notebooks.items():
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "myst_nb" not in code, f"{name}: imports myst_nb, which Colab does not have"
+
+
 def test_markdown_has_no_myst_left(notebooks):
     leftovers = re.compile(r"\{(prf:\w+|cite(:\w+)?|doc|ref|eq|numref|glue(:\w+)?)\}`|"
                            r"^\s*(`{3,}|:{3,})\{|^\(\S+\)=\s*$", re.M)

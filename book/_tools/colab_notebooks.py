@@ -263,6 +263,23 @@ def chapter_titles(book_dir: Path) -> dict[str, str]:
 # Notebooks
 
 
+SOLUTION_TAG = "hide-cell"  # a collapsed cell in the book: an exercise's solution
+# myst-nb's glue (numbers quoted in the text) is a book-build dependency that Colab lacks; there
+# the quoted numbers are printed instead.
+GLUE_IMPORT = re.compile(r"^from myst_nb import glue$", re.M)
+GLUE_STANDIN = ("def glue(name, value, display=True):  # the book quotes these numbers in its text\n"
+                "    print(f\"{name} = {value}\")")
+
+
+def collapse_in_colab(cell) -> None:
+    """Show a code cell collapsed in Colab, as the book does: a form cell whose code stays hidden
+    until the reader opens it (Colab's ``#@title`` line and ``cellView: form``)."""
+    first = cell.source.splitlines()[0] if cell.source else ""
+    title = first.lstrip("#").strip() if first.startswith("#") else "Show the code"
+    cell.source = f"#@title {title} (double-click to show the code)\n{cell.source}"
+    cell.metadata["cellView"] = "form"
+
+
 def colab_notebook(md_path: Path, source: str, convert: Callable[[str], str]):
     """The Colab-ready notebook of one MyST chapter (no outputs), installing from ``source``."""
     import jupytext
@@ -273,6 +290,10 @@ def colab_notebook(md_path: Path, source: str, convert: Callable[[str], str]):
     for cell in cells:
         if cell.cell_type == "markdown":
             cell.source = convert(cell.source)
+        else:
+            cell.source = GLUE_IMPORT.sub(GLUE_STANDIN, cell.source)
+            if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+                collapse_in_colab(cell)
     install = nbformat.v4.new_code_cell(install_cell_source(source),
                                         metadata={"tags": [INSTALL_TAG]})
     tagged = [i for i, c in enumerate(cells) if INSTALL_TAG in c.get("metadata", {}).get("tags", [])]
