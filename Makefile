@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Everything the rendered book depends on: `make book` rebuilds when any of it is newer than the last
 # successful build (the stamp), so an edit to companion/ is never left unexecuted.
-BOOK_INPUTS := $(wildcard book/*.md book/_tools/*.py) \
+BOOK_INPUTS := $(wildcard book/*.md book/_tools/*.py _static/*) \
 	$(shell find companion -name '*.py' -o -name '*.json') _config.yml _toc.yml references.bib
 BOOK_STAMP := _build/default/.built
 

@@ -9,14 +9,18 @@ speak of real training, not of four steps on fabricated images), and ``make gpu-
 machine that has PyTorch but no Jupyter. It needs nothing beyond the package's own dependencies:
 the MyST code cells are parsed here, IPython's line magics (``%pip``) become ``pass``,
 ``myst_nb.glue`` and ``display`` are stubbed when absent, and figures go to matplotlib's Agg
-backend. ``--param NAME=EXPR`` runs ``NAME = EXPR`` right after the cell tagged ``parameters``
-(papermill's convention), so a chapter can be run on another dataset without editing it. A
-failing cell stops its chapter with the chapter name and cell number in the error.
+backend. ``--param NAME=EXPR`` replaces the assignment to ``NAME`` in the cell tagged
+``parameters`` by ``NAME = EXPR`` (or appends it to that cell when the cell assigns no ``NAME``),
+so a chapter runs on another dataset without editing it, and values the cell derives from
+``NAME`` further down (``K_DATASET`` from ``DATASET``) follow it; papermill's injection after the
+cell would leave them derived from the default. A failing cell stops its chapter with the chapter
+name and cell number in the error.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import re
 import sys
@@ -53,6 +57,23 @@ def code_cells(path: Path) -> list[tuple[list[str], str]]:
     return cells
 
 
+def set_parameters(source: str, params: dict[str, str]) -> str:
+    """``source`` (a parameters cell) with each top-level ``NAME = ...`` statement of ``params``
+    replaced by ``NAME = EXPR``; names it does not assign are appended at its end."""
+    lines = source.split("\n")
+    spans = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in params:
+                    spans[target.id] = (node.lineno - 1, node.end_lineno)
+    for name, (start, end) in sorted(spans.items(), key=lambda item: -item[1][0]):
+        lines[start:end] = [f"{name} = {params[name]}"]
+    lines += [f"{name} = {expr}" for name, expr in params.items() if name not in spans]
+    return "\n".join(lines)
+
+
 def _stub_notebook_modules() -> None:
     """``myst_nb.glue`` and IPython's ``display`` where Jupyter is not installed."""
     try:
@@ -83,12 +104,11 @@ def run_chapter(path: Path, skip_tags: set[str],
         if skip_tags & set(tags):
             skipped += 1
             continue
+        if "parameters" in tags and params:
+            source = set_parameters(source, params)
         code = compile(source, f"{path.name}, cell {number}", "exec")
         exec(code, namespace)  # noqa: S102 (running our own chapters is the point)
         ran += 1
-        if "parameters" in tags:
-            for name, expr in (params or {}).items():
-                namespace[name] = eval(expr, namespace)  # noqa: S307 (our own command line)
         import matplotlib.pyplot as plt
         plt.close("all")
     if builtins_display is not None:
@@ -103,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-tag", action="append", default=[],
                         help="skip code cells with this tag (repeatable), e.g. claim")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=EXPR",
-                        help="set a parameter after the parameters cell (repeatable)")
+                        help="set a parameter in the parameters cell (repeatable)")
     args = parser.parse_args(argv)
     params = dict(p.split("=", 1) for p in args.param)
     os.environ.setdefault("MPLBACKEND", "Agg")
