@@ -10,6 +10,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
+FABRICATED := _build/fabricated  # tiny copies of the paper's datasets (make gpu-dry-run)
 NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
 .PHONY: all install book test test-lane-book test-lane-notebooks unit nbval book-strict browser colab colab-branch colab-test gpu-dry-run \
@@ -116,7 +117,6 @@ colab-test: install
 # 64 px). A Jacobian of classifier32 costs ~10 ms per image and output direction on this CPU, so
 # the run is shrunk to its smallest: 16 test knowns and 16 unknowns (COMPANION_TEST_LIMIT), one
 # seed, and the chapters' own study sizes set low (DRY_RUN_PARAMS). About 2 + 5 minutes.
-FABRICATED := _build/fabricated
 DRY_RUN_PARAMS := --param 'SEEDS=[0]' --param IMAGES=8 --param PERTURBATIONS=4 \
 	--param 'KS=[1, 2]' --param ESTIMATOR_SEEDS=2 --param LOG_POINTS=2 --param TSNE_POINTS=4
 DRY_RUN := COMPANION_PROFILE=gpu COMPANION_FAST=1 COMPANION_VERIFY=0 \
