@@ -10,7 +10,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.installed
-FABRICATED := _build/fabricated  # tiny copies of the paper's datasets (make gpu-dry-run)
+# tiny copies of the paper's datasets in their on-disk formats (make gpu-dry-run)
+FABRICATED := _build/fabricated
 NOTEBOOKS := $(wildcard book/[0-9]*.md)  # chapters are numbered; index/bibliography are pages
 
 .PHONY: all install book test test-lane-book test-lane-notebooks unit nbval book-strict browser colab colab-branch colab-test gpu-dry-run \
