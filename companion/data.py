@@ -96,6 +96,7 @@ import shutil
 import struct
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -956,6 +957,7 @@ def load_osr(
         split = -1
     if image_size is not None:
         _check_positive_int("image_size", image_size)
+    from_environment = test_limit is None and runtime.test_limit() is not None
     test_limit = runtime.test_limit() if test_limit is None else test_limit
     if test_limit is not None:
         _check_positive_int("test_limit", test_limit)
@@ -987,12 +989,19 @@ def load_osr(
     if dataset in ("cifar+10", "cifar+50"):
         unknown_pool = _load_cifar100_test(root, size, verify)
 
+    test_known = _select(test, known)
+    test_unknown = _select(unknown_pool, unknown, unknown=True)
+    if from_environment and max(len(test_known), len(test_unknown)) > test_limit:
+        # a limit nobody passed would otherwise shrink a reported result without a trace
+        warnings.warn(f"{runtime.TEST_LIMIT_ENV}={test_limit}: {dataset} keeps {test_limit} of "
+                      f"{len(test_known)} test knowns and of {len(test_unknown)} unknowns; "
+                      "numbers measured on them are not the benchmark's", stacklevel=2)
     return OSRData(
         name=dataset,
         split=int(split),
         train=_select(train, known),
-        test_known=_evenly(_select(test, known), test_limit),
-        test_unknown=_evenly(_select(unknown_pool, unknown, unknown=True), test_limit),
+        test_known=_evenly(test_known, test_limit),
+        test_unknown=_evenly(test_unknown, test_limit),
         known_classes=tuple(known),
         unknown_classes=tuple(unknown),
         input_shape=_INPUT_SHAPE.get(dataset, (3, size, size)),

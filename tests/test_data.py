@@ -221,7 +221,8 @@ def test_test_limit_keeps_evenly_spaced_test_samples_and_all_training_data(monke
         assert torch.equal(part.targets, full.targets[positions])
     assert load_osr("digits", 0, test_limit=10_000).test_known.inputs.shape == whole.test_known.inputs.shape
     monkeypatch.setenv("COMPANION_TEST_LIMIT", "5")  # the default comes from the environment
-    assert len(load_osr("digits", 0).test_unknown) == 5
+    with pytest.warns(UserWarning, match=r"COMPANION_TEST_LIMIT=5: digits keeps 5 of \d+ test knowns"):
+        assert len(load_osr("digits", 0).test_unknown) == 5
     with pytest.raises(ValueError, match="test_limit must be a positive int, got 0"):
         load_osr("digits", 0, test_limit=0)
 

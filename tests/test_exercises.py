@@ -7,17 +7,15 @@ chapter runs: by nbval and the strict book build in fast mode, and by tests/run_
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
 import pytest
 
+import run_chapters  # tests/ is on sys.path (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.md"))
-_spec = importlib.util.spec_from_file_location("run_chapters", ROOT / "tests" / "run_chapters.py")
-run_chapters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_chapters)
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-_spec = importlib.util.spec_from_file_location(
-    "run_chapters", Path(__file__).parent / "run_chapters.py")
-run_chapters = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_chapters)
+import run_chapters  # tests/ is on sys.path (tests/conftest.py)
 
 CELL = '''from x import y
 DATASET = "cifar10" if FAST else "digits"  # a comment
