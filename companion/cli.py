@@ -89,6 +89,40 @@ def _dataset(text: str) -> str:
     return text
 
 
+def _oods(text: str) -> list[str]:
+    from .data import OOD_SETS
+
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in OOD_SETS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown OOD set {(bad or [text])[0]!r}; valid names: "
+                                         f"{', '.join(OOD_SETS)}")
+    return names
+
+
+def _ood(text: str) -> list[str]:
+    names = _oods(text)
+    if len(names) != 1:
+        raise argparse.ArgumentTypeError(f"expected one OOD set, got {text!r} (a sweep takes "
+                                         "several)")
+    return names
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}")
+    return value
+
+
+OOD_HELP = ("Protocol B: evaluate on this out-of-distribution set, every class of the dataset "
+            "known (cifar10: imagenet_crop, imagenet_resize, lsun_crop, lsun_resize, ODIN's "
+            "folders under the dataset folder; digits: photo_crop, photo_resize, offline)")
+
+
 def _shard(text: str) -> tuple[int, int]:
     from .experiments import parse_shard
 
@@ -123,11 +157,14 @@ def _add_spec_options(parser: argparse.ArgumentParser, many: bool) -> None:
         parser.add_argument("--losses", type=_labels, default=["sce", "movr"], metavar="LIST",
                             help=f"comma-separated loss labels (default: sce,movr); each is "
                                  f"{LABEL_HELP}")
-        parser.add_argument("--splits", type=parse_int_list, default=[0, 1, 2, 3, 4],
+        parser.add_argument("--splits", type=parse_int_list, default=None,
                             metavar="SPEC", help="splits 0..4 as a range (0-4) or a list "
-                                                 "(0,2,3) (default: 0-4)")
+                                                 "(0,2,3) (default: 0-4; 0 with --ood)")
         parser.add_argument("--seeds", type=parse_int_list, default=[0], metavar="SPEC",
                             help="random seeds, same syntax (default: 0)")
+        parser.add_argument("--ood", type=_oods, default=None, metavar="LIST",
+                            help=f"{OOD_HELP}; a comma-separated list evaluates each model on "
+                                 "every set (trained once)")
     else:
         parser.add_argument("--loss", type=_label, default=["sce"], metavar="LABEL",
                             help=f"{LABEL_HELP} (default: sce)")
@@ -135,6 +172,11 @@ def _add_spec_options(parser: argparse.ArgumentParser, many: bool) -> None:
                             help="known/unknown split 0..4 (default: 0)")
         parser.add_argument("--seed", type=_non_negative_int, default=0,
                             help="random seed (default: 0)")
+        parser.add_argument("--ood", type=_ood, default=None, metavar="NAME", help=OOD_HELP)
+    parser.add_argument("--val-fraction", type=_fraction, default=0.0, metavar="V",
+                        help="hold out this share of the known training samples (stratified, "
+                             "seeded) to set rejection thresholds: adds open-set macro-F1 "
+                             "(macro_f1_<score>) to the results (default: 0, none)")
     spec = parser.add_argument_group("model and training (defaults: the dataset's preset, see "
                                      "companion.presets)")
     spec.add_argument("--model", default=None, metavar="NAME",
@@ -216,10 +258,17 @@ def _specs(args: argparse.Namespace) -> list:
     if args.iterations is not None and args.epochs is not None:
         raise ValueError("give --iterations or --epochs, not both")
     labels = _with_options(args.losses if hasattr(args, "losses") else args.loss, args)
-    splits = args.splits if hasattr(args, "splits") else args.split
+    if hasattr(args, "splits"):
+        splits = args.splits if args.splits is not None else (
+            [0] if args.ood else [0, 1, 2, 3, 4])
+    else:
+        splits = args.split
+    if args.ood and splits not in ([0], 0):
+        raise ValueError(f"--ood makes every class known, so there is one split: drop "
+                         f"--split/--splits (got {splits})")
     seeds = args.seeds if hasattr(args, "seeds") else args.seed
-    return grid(labels, datasets=args.dataset, splits=splits, seeds=seeds, fast=args.fast,
-                **fields)
+    return grid(labels, datasets=args.dataset, splits=splits, seeds=seeds, oods=args.ood,
+                fast=args.fast, val_fraction=args.val_fraction, **fields)
 
 
 def _device(args: argparse.Namespace):
@@ -246,7 +295,8 @@ def _run_train(args: argparse.Namespace) -> None:
     from .train import check_output_path
 
     (spec,) = _specs(args)
-    out = args.out or f"{spec.dataset}_{spec.label}_split{spec.split}_seed{spec.seed}.pt"
+    part = f"ood-{spec.ood}" if spec.ood else f"split{spec.split}"
+    out = args.out or f"{spec.dataset}_{spec.label}_{part}_seed{spec.seed}.pt"
     check_output_path(out)  # before minutes of training, not after
     state = f"{out}.state" if args.checkpoint_every or args.resume else None
     trained = train(spec, device=_device(args), progress=True, checkpoint=state,
@@ -262,7 +312,20 @@ def _run_train(args: argparse.Namespace) -> None:
 def _run_evaluate(args: argparse.Namespace) -> None:
     from .experiments import evaluate, load_run
 
+    import dataclasses
+
+    from .experiments import load_data
+
     trained = load_run(args.checkpoint, root=args.data_dir, download=args.download)
+    if args.ood is not None and args.ood[0] != trained.spec.ood:
+        spec = dataclasses.replace(trained.spec, ood=args.ood[0])
+        if spec.training_key != trained.spec.training_key:
+            raise ValueError(f"--ood needs a model trained for Protocol B (train --ood ...); "
+                             f"{args.checkpoint} was trained on split {trained.spec.split}'s "
+                             "known classes only")
+        trained = dataclasses.replace(trained, spec=spec,
+                                      osr=load_data(spec, root=args.data_dir,
+                                                    download=args.download))
     _print_row({**trained.spec.row(), **evaluate(trained, device=_device(args))})
 
 
@@ -336,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "accuracy, AUROC and OSCR of every score (higher = more likely known), "
                     "Jacobian norms and DBI.")
     p.add_argument("checkpoint", help="file written by 'python -m companion train'")
+    p.add_argument("--ood", type=_ood, default=None, metavar="NAME",
+                   help="evaluate a model trained with --ood on another OOD set (default: "
+                        "the one it was trained with)")
     _add_data_options(p)
     p.set_defaults(run=_run_evaluate)
 
@@ -344,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
             name, help="train and evaluate over losses x splits x seeds; print mean ± std"
             + (" (alias of sweep)" if name == "benchmark" else ""),
             description="Protocol A: for every loss label, split and seed, train a model on "
-                        "the known classes and score known vs unknown test samples. Prints "
+                        "the known classes and score known vs unknown test samples. Protocol "
+                        "B (--ood): every class known, unknowns from OOD sets; with "
+                        "--val-fraction, open-set macro-F1 too. Prints "
                         "mean ± std over splits x seeds. With --out every finished run is "
                         "written to a CSV at once, keyed by its spec hash; the same command "
                         "again reads finished runs back, so an interrupted sweep resumes.",

@@ -50,6 +50,26 @@ torchvision's downloaders fetch and md5-check MNIST, SVHN and CIFAR, and ``tiny-
 is md5-checked, extracted with path-traversal protection, then deleted. Without the files,
 ``load_osr`` raises ``FileNotFoundError`` saying how to get them.
 
+Protocol B: out-of-distribution sets
+------------------------------------
+``load_osr(dataset, ood=name)`` makes every class of ``dataset`` known and takes the unknowns from
+another source, ``OOD_SETS``:
+
+- with ``cifar10``, the four sets of the ODIN release (Liang et al. 2018, links in the README of
+  https://github.com/facebookresearch/odin), 10,000 32x32 JPEGs each: ``imagenet_crop``
+  (``Imagenet.tar.gz``), ``imagenet_resize`` (``Imagenet_resize.tar.gz``), ``lsun_crop``
+  (``LSUN.tar.gz``), ``lsun_resize`` (``LSUN_resize.tar.gz``). Each archive extracts to a folder
+  of that name holding one folder of images (``LSUN/test/*.jpg``,
+  ``LSUN_resize/LSUN_resize/*.jpg``, ...), which ODIN reads with torchvision's ``ImageFolder``;
+  ``load_osr`` reads every image under ``root/<folder>/<subfolder>/``, sorted by path. They are
+  never downloaded for you (no checksums are published): extract them under ``root``.
+- with ``digits``, two offline analogues cut from scikit-learn's bundled sample photos:
+  ``photo_crop`` (8x8 windows) and ``photo_resize`` (64x64 windows averaged down to 8x8), gray,
+  on digits' 17 levels, drawn from ``seed``; 540 images each, as many as digits' test knowns.
+
+``val_fraction`` holds out a stratified, seeded fraction of the known training samples as
+``OSRData.val``, on which Protocol B sets its rejection threshold.
+
 Integrity
 ---------
 The files are read by this module's own readers, never by code the files could choose:
@@ -312,6 +332,10 @@ class OSRData:
     ``known_classes``; ``test_unknown`` holds unknown classes only, labelled ``-1``. Class ids in
     ``known_classes`` / ``unknown_classes`` are those of the source dataset (CIFAR-100 ids for the
     unknowns of CIFAR+N). ``input_shape`` is the shape of one ``x``.
+
+    Protocol B (``ood`` names the OOD set): every class of the dataset is known,
+    ``unknown_classes`` is empty and ``test_unknown`` is the OOD set. ``val``: known training
+    samples held out for choosing a rejection threshold (labels ``0..K-1``), or ``None``.
     """
 
     name: str
@@ -322,6 +346,8 @@ class OSRData:
     known_classes: tuple[int, ...]
     unknown_classes: tuple[int, ...]
     input_shape: tuple[int, ...]
+    val: TensorSet | None = None
+    ood: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -903,6 +929,170 @@ def _require_files(dataset: str, root: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+# Out-of-distribution sets (Protocol B)
+
+ODIN_URL = "https://github.com/facebookresearch/odin"
+OOD_SETS: dict[str, str | None] = {
+    "imagenet_crop": "Imagenet",
+    "imagenet_resize": "Imagenet_resize",
+    "lsun_crop": "LSUN",
+    "lsun_resize": "LSUN_resize",
+    "photo_crop": None,
+    "photo_resize": None,
+}
+"""Every out-of-distribution set ``load_osr(..., ood=...)`` knows -> the folder it is
+distributed in under ``root`` (``None``: generated offline, no files)."""
+
+OOD_DATASET: dict[str, str] = {
+    "imagenet_crop": "cifar10", "imagenet_resize": "cifar10",
+    "lsun_crop": "cifar10", "lsun_resize": "cifar10",
+    "photo_crop": "digits", "photo_resize": "digits",
+}
+"""The dataset whose classes are all known when an OOD set is its unknowns."""
+
+# ODIN's release (Liang et al. 2018): one .tar.gz per set, 10,000 32x32 JPEGs each, holding
+# one folder of images inside the set's folder (e.g. LSUN/test/*.jpg).
+OOD_URLS: dict[str, str] = {
+    "imagenet_crop": "https://www.dropbox.com/s/avgm2u562itwpkl/Imagenet.tar.gz",
+    "imagenet_resize": "https://www.dropbox.com/s/kp3my3412u5k9rl/Imagenet_resize.tar.gz",
+    "lsun_crop": "https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz",
+    "lsun_resize": "https://www.dropbox.com/s/moqh2wh8696c3yl/LSUN_resize.tar.gz",
+}
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PHOTO_SIZE = {"photo_crop": 8, "photo_resize": 64}
+"""Side in pixels of the photo windows each offline set cuts before it shrinks them to 8x8."""
+PHOTO_COUNT = 540
+"""Images per offline OOD set: as many as digits' test knowns (30% of 1,797)."""
+
+
+def ood_sets(dataset: str) -> list[str]:
+    """The OOD set names that go with ``dataset`` (every class known); [] if none."""
+    _check_dataset(dataset)
+    return [name for name, pair in OOD_DATASET.items() if pair == dataset]
+
+
+def _check_ood(dataset: str, ood: str) -> None:
+    valid = ood_sets(dataset)
+    if ood not in valid:
+        for_ = (f"valid for {dataset}: {', '.join(valid)}" if valid
+                else f"{dataset} has none; OOD sets go with "
+                     + ", ".join(sorted(set(OOD_DATASET.values()))))
+        raise ValueError(f"unknown OOD set {ood!r} for dataset {dataset!r}; {for_} "
+                         f"(all: {', '.join(OOD_SETS)})")
+
+
+def _photo_windows(name: str, seed: int, count: int = PHOTO_COUNT) -> TensorSet:
+    """``count`` digits-like 8x8 images cut from scikit-learn's two bundled photos.
+
+    Each image is a random ``PHOTO_SIZE[name]``-pixel square window of a photo (photo, position
+    drawn from ``seed``), made gray (ITU-R 601 luma), shrunk to 8x8 by averaging 8x8 blocks
+    (photo_resize) or kept as it is (photo_crop), then rounded to digits' 17 gray levels
+    0..16 and divided by 16, as ``load_osr`` scales the digits: float32 ``(count, 1, 8, 8)`` in
+    [0, 1], labelled -1.
+    """
+    from sklearn.datasets import load_sample_images  # two JPEGs shipped with scikit-learn
+
+    photos = [np.asarray(p, dtype=np.float64) @ np.array([0.299, 0.587, 0.114])
+              for p in load_sample_images().images]
+    side = PHOTO_SIZE[name]
+    rng = np.random.default_rng([seed, list(OOD_SETS).index(name)])
+    images = np.empty((count, 8, 8))
+    for i in range(count):
+        photo = photos[rng.integers(len(photos))]
+        top = rng.integers(photo.shape[0] - side + 1)
+        left = rng.integers(photo.shape[1] - side + 1)
+        window = photo[top:top + side, left:left + side]
+        block = side // 8
+        images[i] = window.reshape(8, block, 8, block).mean(axis=(1, 3))
+    levels = np.round(images / 255.0 * 16.0)  # digits' pixels are counts 0..16
+    return TensorSet(torch.as_tensor(levels / 16.0, dtype=torch.float32)[:, None],
+                     torch.full((count,), -1, dtype=torch.int64))
+
+
+def _ood_missing(name: str, root: Path, problem: str) -> FileNotFoundError:
+    folder = OOD_SETS[name]
+    return FileNotFoundError(
+        f"OOD set {name!r} not found: {problem}.\n"
+        f"It is ODIN's {folder}.tar.gz (Liang et al. 2018; links in {ODIN_URL}'s README):\n"
+        f"  wget {OOD_URLS[name]}\n"
+        f"  tar -xzf {folder}.tar.gz -C {root}\n"
+        f"which leaves {root / folder}/<one folder>/*.jpg (read like torchvision's ImageFolder). "
+        f"Or set {runtime.DATA_ENV} (or root=... / --data-dir) to a folder that holds {folder}/."
+    )
+
+
+def _load_odin(name: str, root: Path, size: int) -> TensorSet:
+    """An ODIN OOD set as uint8 RGB images ``(N, 3, size, size)`` labelled -1: every image in
+    the subfolders of ``root/<folder>`` (sorted by path, as ImageFolder reads them)."""
+    folder = root / OOD_SETS[name]
+    if not folder.is_dir():
+        raise _ood_missing(name, root, f"no folder {folder}")
+    paths = sorted(p for sub in folder.iterdir() if sub.is_dir() for p in sub.rglob("*")
+                   if p.suffix.lower() in _IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise _ood_missing(name, root, f"{folder} holds no subfolder of images "
+                                       f"({', '.join(_IMAGE_SUFFIXES)})")
+    images = _decode_images(paths, size, f"{name} (OOD)")
+    return TensorSet(images, torch.full((len(paths),), -1, dtype=torch.int64))
+
+
+def load_ood(name: str, dataset: str, *, root: str | os.PathLike | None = None, seed: int = 0,
+             image_size: int | None = None) -> TensorSet:
+    """The OOD set ``name`` as ``dataset``'s inputs (all labelled -1), in full.
+
+    ``photo_crop`` / ``photo_resize`` (with ``digits``): float32 ``(540, 1, 8, 8)`` in [0, 1],
+    drawn from ``seed``. ODIN's sets (with ``cifar10``): uint8 RGB ``(N, 3, S, S)``, ``S`` =
+    ``image_size`` (default 32, the files' own size). ``ValueError`` for a name that does not go
+    with ``dataset``; ``FileNotFoundError`` with download instructions for a missing folder.
+    """
+    _check_ood(dataset, name)
+    if OOD_SETS[name] is None:
+        return _photo_windows(name, seed)
+    root = Path(root).expanduser() if root is not None else runtime.data_dir()
+    return _load_odin(name, root, int(image_size) if image_size is not None else 32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation split
+
+
+def _check_fraction(val_fraction: float) -> float:
+    if (isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float, np.floating))
+            or not 0.0 <= val_fraction < 1.0):
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
+    return float(val_fraction)
+
+
+def split_validation(train: TensorSet, val_fraction: float, seed: int
+                     ) -> tuple[TensorSet, TensorSet | None]:
+    """Hold out ``val_fraction`` of each class of ``train``: ``(rest, val)``.
+
+    Stratified and seeded: class ``c`` with ``n_c`` samples gives ``floor(val_fraction * n_c +
+    1/2)`` of them (drawn with ``seed``) to ``val``; both parts keep ``train``'s order. ``val`` is
+    ``None`` for ``val_fraction = 0``. ``ValueError`` if that leaves a class without training
+    samples or the hold-out is empty.
+    """
+    val_fraction = _check_fraction(val_fraction)
+    if val_fraction == 0.0:
+        return train, None
+    rng = np.random.default_rng([seed, 7919])  # its own stream, apart from the data's draws
+    targets = train.targets.cpu().numpy()
+    held = np.zeros(len(targets), dtype=bool)
+    for c in np.unique(targets):
+        members = np.flatnonzero(targets == c)
+        n_val = math.floor(val_fraction * len(members) + 0.5)
+        if n_val >= len(members):
+            raise ValueError(f"val_fraction={val_fraction} holds out all {len(members)} training "
+                             f"samples of class {c}; choose a smaller fraction")
+        held[rng.choice(members, size=n_val, replace=False)] = True
+    if not held.any():
+        raise ValueError(f"val_fraction={val_fraction} holds out no sample (the smallest class "
+                         "has too few); choose a larger fraction or 0")
+    mask = torch.from_numpy(held)
+    return train.subset(~mask), train.subset(mask)
+
+
+# --------------------------------------------------------------------------------------------------
 # The entry point
 
 _INPUT_SHAPE = {"toy2d": (2,), "digits": (1, 8, 8)}  # the other datasets: (3, S, S) images
@@ -922,6 +1112,8 @@ def load_osr(
     n_test_per_class: int = 100,
     known: Sequence[int] | None = None,
     test_limit: int | None = None,
+    ood: str | None = None,
+    val_fraction: float = 0.0,
 ) -> OSRData:
     """Load split ``split`` (0..4) of ``dataset`` as an open-set problem, held in memory.
 
@@ -946,11 +1138,33 @@ def load_osr(
     and recorded as ``-1``. For experiments that vary the number of known classes; not
     available for CIFAR+N, whose unknowns come from another dataset.
 
+    ``ood`` (Protocol B): the name of an out-of-distribution set of ``OOD_SETS`` that goes with
+    ``dataset`` (``ood_sets(dataset)``: ODIN's ``imagenet_crop``, ``imagenet_resize``,
+    ``lsun_crop``, ``lsun_resize`` with ``cifar10``; the offline ``photo_crop``,
+    ``photo_resize`` with ``digits``). Every class of the dataset is then known (labels = class
+    ids), ``test_known`` is the dataset's whole test set and ``test_unknown`` the OOD set, at
+    the dataset's input shape. ``split`` must stay 0 and ``known`` unset. See ``load_ood``.
+
+    ``val_fraction`` (in [0, 1)): a stratified hold-out of that fraction of the known training
+    samples, drawn with ``seed``, removed from ``train`` and returned as ``val``
+    (``split_validation``); 0 (the default) gives ``val = None``. Any protocol.
+
+    ``test_limit`` (default ``COMPANION_TEST_LIMIT``, else none) keeps that many evenly spaced
+    samples of the test knowns and of the test unknowns (or OOD set).
+
     Raises ``FileNotFoundError`` (with instructions) when the files are missing, ``ValueError``
     naming the file when one is corrupted, truncated or (with ``verify``) not the official one,
     and ``pickle.UnpicklingError`` for a CIFAR file that asks to build anything but arrays.
     """
-    if known is None:
+    val_fraction = _check_fraction(val_fraction)
+    if ood is not None:
+        _check_dataset(dataset)
+        _check_ood(dataset, ood)
+        if known is not None or split != 0:
+            raise ValueError(f"with ood={ood!r} every class of {dataset} is known: leave split "
+                             f"at 0 and known unset (got split={split!r}, known={known!r})")
+        known, unknown = list(range(_NUM_CLASSES.get(dataset, 10))), []
+    elif known is None:
         known, unknown = known_unknown(dataset, split)
     else:
         known, unknown = _custom_known(dataset, known)
@@ -970,6 +1184,9 @@ def load_osr(
             _download(dataset, root)
         else:
             _require_files(dataset, root)
+    if ood is not None and OOD_SETS[ood] is not None and not (root / OOD_SETS[ood]).is_dir():
+        # before minutes of decoding the dataset; --download does not fetch OOD sets
+        raise _ood_missing(ood, root, f"no folder {root / OOD_SETS[ood]}")
     verify = (runtime.verify_data() if verify is None else verify) or download  # downloads: always
 
     if dataset == "toy2d":
@@ -985,12 +1202,15 @@ def load_osr(
     else:  # cifar10, cifar+10, cifar+50
         train, test = _load_cifar10(root, size, verify)
 
-    unknown_pool = test
-    if dataset in ("cifar+10", "cifar+50"):
-        unknown_pool = _load_cifar100_test(root, size, verify)
-
     test_known = _select(test, known)
-    test_unknown = _select(unknown_pool, unknown, unknown=True)
+    if ood is not None:
+        test_unknown = load_ood(ood, dataset, root=root, seed=seed, image_size=size)
+    else:
+        unknown_pool = test
+        if dataset in ("cifar+10", "cifar+50"):
+            unknown_pool = _load_cifar100_test(root, size, verify)
+        test_unknown = _select(unknown_pool, unknown, unknown=True)
+    train, val = split_validation(_select(train, known), val_fraction, seed)
     if from_environment and max(len(test_known), len(test_unknown)) > test_limit:
         # a limit nobody passed would otherwise shrink a reported result without a trace
         warnings.warn(f"{runtime.TEST_LIMIT_ENV}={test_limit}: {dataset} keeps {test_limit} of "
@@ -999,10 +1219,12 @@ def load_osr(
     return OSRData(
         name=dataset,
         split=int(split),
-        train=_select(train, known),
+        train=train,
         test_known=_evenly(test_known, test_limit),
         test_unknown=_evenly(test_unknown, test_limit),
         known_classes=tuple(known),
         unknown_classes=tuple(unknown),
         input_shape=_INPUT_SHAPE.get(dataset, (3, size, size)),
+        val=val,
+        ood=ood,
     )

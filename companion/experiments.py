@@ -34,7 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import data, metrics, runtime
-from .jacobian import norm_gap
+from .jacobian import jacobian_norm, norm_gap, unit_embedding
 from .losses import DEFAULT_SCALE, build_head
 from .models import build_model
 from .scores import compute_score
@@ -42,7 +42,10 @@ from .spec import RunSpec
 from .train import (CheckpointError, TrainConfig, check_output_path, fit, load_checkpoint,
                     predict, save_checkpoint)
 
-SCORE_NAMES = ("msp", "max_logit", "cosine", "movr", "jacobian")
+SCORE_NAMES = ("msp", "max_logit", "cosine", "movr", "jacobian", "feature_norm")
+REJECT_FRACTION = 0.1
+"""Share of validation knowns a Protocol-B threshold rejects: 10%, as in the paper (and
+Yoshihashi et al. 2019); ``metrics.rejection_threshold``'s default."""
 OFFLINE_DATASETS = ("toy2d", "digits")  # exact Jacobian norms there; Hutchinson elsewhere
 
 
@@ -64,10 +67,12 @@ class Run:
 
 def load_data(spec: RunSpec, *, root: str | os.PathLike | None = None,
               download: bool = False) -> data.OSRData:
-    """The open-set problem of ``spec``: its dataset, split (or known classes) and seed."""
+    """The open-set problem of ``spec``: its dataset, split (or known classes) and seed; for
+    Protocol B its OOD set (``spec.ood``); a validation hold-out of ``spec.val_fraction``."""
     kwargs = {"image_size": spec.image_size} if spec.image_size is not None else {}
     return data.load_osr(spec.dataset, max(spec.split, 0), root=root, download=download,
-                         seed=spec.seed, known=spec.known, **kwargs)
+                         seed=spec.seed, known=spec.known, ood=spec.ood,
+                         val_fraction=spec.val_fraction, **kwargs)
 
 
 def build(spec: RunSpec, osr: data.OSRData) -> nn.Module:
@@ -109,6 +114,14 @@ def _prototypes(head: nn.Module) -> torch.Tensor:
     return weights.detach().float().cpu()
 
 
+def _val_jacobian_norms(model: nn.Module, val: data.TensorSet, method: str, seed: int,
+                        device: torch.device) -> torch.Tensor:
+    """Jacobian norms of the unit-normalised embedding on the validation knowns, ``(N_val,)``."""
+    fn, generator = unit_embedding(model), torch.Generator().manual_seed(seed)
+    return torch.cat([jacobian_norm(fn, x, method, generator=generator).cpu()
+                      for x, _ in val.batches(512, device)])
+
+
 @torch.no_grad()
 def evaluate(trained: Run, *, device: torch.device | str | None = None,
              jacobian_method: str | None = None) -> dict:
@@ -117,9 +130,18 @@ def evaluate(trained: Run, *, device: torch.device | str | None = None,
     ``accuracy`` (closed-set, known test set); ``auroc_<score>`` and ``oscr_<score>`` for every
     score of ``SCORE_NAMES`` (higher score = more likely known); ``jac_known`` / ``jac_unknown``,
     the mean Jacobian norm of the unit-normalised embedding, and ``jac_gap`` = unknown - known;
+    ``feat_known`` / ``feat_unknown``, the mean feature norm ``||g(x)||`` of the raw embedding;
     ``dbi`` of the known test embeddings (lower = more compact). Test sets are streamed in
     batches. ``jacobian_method``: exact by default on toy2d / digits, Hutchinson with 16
     projections (seeded by the spec's seed) on the paper's datasets.
+
+    With a validation split (``trained.osr.val``, from ``spec.val_fraction > 0``) the row also
+    has ``macro_f1_<score>`` for every score: each score's rejection threshold is set on the
+    validation knowns so that ``REJECT_FRACTION`` = 10% of them are rejected (the paper's
+    Protocol B; ``metrics.rejection_threshold``), then the test knowns and unknowns are
+    classified into K + 1 classes (below the threshold: "unknown"; else the closed-set
+    prediction) and scored by the open-set macro-F1 (``metrics.open_set_f1``). Rows without a
+    validation split have no ``macro_f1_`` columns.
     """
     model, osr = trained.model, trained.osr
     device = torch.device(device) if device is not None else runtime.device()
@@ -129,18 +151,31 @@ def evaluate(trained: Run, *, device: torch.device | str | None = None,
     norms = norm_gap(model, osr.test_known, osr.test_unknown, method, seed=trained.spec.seed,
                      device=device)
     prototypes, scale = _prototypes(model.head), getattr(model.head, "scale", DEFAULT_SCALE)
-    correct = logits_k.argmax(1) == labels
-    row = {"accuracy": metrics.accuracy(logits_k.argmax(1), labels)}
+    score = lambda name, lg, z, n: compute_score(  # noqa: E731
+        name, logits=lg, z=z, norms=n, prototypes=prototypes, scale=scale)
+    pred_k = logits_k.argmax(1)
+    correct = pred_k == labels
+    row = {"accuracy": metrics.accuracy(pred_k, labels)}
     for name in SCORE_NAMES:
-        known, unknown = (compute_score(name, logits=lg, z=z, norms=n, prototypes=prototypes,
-                                        scale=scale)
-                          for lg, z, n in ((logits_k, z_k, norms.known),
-                                           (logits_u, z_u, norms.unknown)))
+        known, unknown = score(name, logits_k, z_k, norms.known), score(name, logits_u, z_u,
+                                                                        norms.unknown)
         row[f"auroc_{name}"] = metrics.auroc(known, unknown)
         row[f"oscr_{name}"] = metrics.oscr(known, unknown, correct)
     row["jac_known"], row["jac_unknown"] = norms.known_mean, norms.unknown_mean
     row["jac_gap"] = norms.gap
+    row["feat_known"] = z_k.norm(dim=1).mean().item()
+    row["feat_unknown"] = z_u.norm(dim=1).mean().item()
     row["dbi"] = metrics.davies_bouldin(z_k, labels)
+    if osr.val is not None:
+        z_v, logits_v, _ = predict(model, osr.val, device=device)
+        norms_v = _val_jacobian_norms(model, osr.val, method, trained.spec.seed + 1, device)
+        for name in SCORE_NAMES:
+            threshold = metrics.rejection_threshold(score(name, logits_v, z_v, norms_v),
+                                                    REJECT_FRACTION)
+            row[f"macro_f1_{name}"] = metrics.open_set_f1(
+                score(name, logits_k, z_k, norms.known), pred_k, labels,
+                score(name, logits_u, z_u, norms.unknown), logits_u.argmax(1),
+                threshold=threshold, num_classes=osr.num_classes)
     return row
 
 
@@ -152,6 +187,29 @@ def run(spec: RunSpec, *, device: torch.device | str | None = None,
     trained = train(spec, device=device, root=root, download=download)
     return {**spec.row(), **evaluate(trained, device=device, jacobian_method=jacobian_method),
             "train_time_s": trained.train_time_s}
+
+
+def run_shared(specs: Sequence[RunSpec], *, device: torch.device | str | None = None,
+               root: str | os.PathLike | None = None, download: bool = False,
+               jacobian_method: str | None = None) -> list[dict]:
+    """Train once and evaluate every spec of ``specs``, which must share one
+    ``training_key`` (Protocol-B specs that differ only in their OOD set): one row per spec,
+    as ``run`` gives it, each with the shared model's ``train_time_s``."""
+    specs = list(specs)
+    if not specs or len({s.training_key for s in specs}) != 1:
+        raise ValueError("run_shared takes specs that differ only in their OOD set (one "
+                         f"training_key), got {len(specs)} specs with "
+                         f"{len({s.training_key for s in specs})} training keys")
+    trained = train(specs[0], device=device, root=root, download=download)
+    rows = []
+    for spec in specs:
+        this = trained if spec == trained.spec else Run(
+            spec, trained.model, load_data(spec, root=root, download=download), trained.losses,
+            trained.history, trained.train_time_s)
+        rows.append({**spec.row(), **evaluate(this, device=device,
+                                              jacobian_method=jacobian_method),
+                     "train_time_s": trained.train_time_s})
+    return rows
 
 
 def save_run(trained: Run, path: str | os.PathLike) -> None:
@@ -208,9 +266,13 @@ class ResultsFile:
                              "'spec' and 'label' columns); choose another --out or move it away")
         header, good = lines[0], []
         spec_col = header.index("spec")
+        # A row torn by an interrupted write is short, or ends the file without its newline.
+        # Rows may differ in which metrics they have (macro_f1_ only with a validation split,
+        # scores added later), so an empty metric cell alone does not mark a row incomplete.
+        torn_last = not text.endswith("\n")
         for number, cells in enumerate(lines[1:], start=2):
             if (len(cells) != len(header) or not re.fullmatch(r"[0-9a-f]{12}", cells[spec_col])
-                    or "" in (cells[header.index(c)] for c in header if c.startswith("auroc_"))):
+                    or (torn_last and number == len(lines))):
                 warnings.warn(f"{self.path}, line {number}: an incomplete row (an interrupted "
                               "write?) is skipped and will be recomputed", stacklevel=3)
                 continue
@@ -265,15 +327,28 @@ def unique(specs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def grid(labels: str | Iterable[str], *, datasets: str | Iterable[str] = "digits",
          splits: int | Iterable[int] = 0, seeds: int | Iterable[int] = 0,
-         fast: bool = False, **fields) -> list[RunSpec]:
-    """Specs for every dataset x seed x split x label (labels innermost, so a partial sweep
-    still compares every label on the same splits), duplicates removed. ``fields`` go to
-    ``RunSpec.parse`` (e.g. ``iterations=300``, ``model="resnet18"``)."""
-    as_list = lambda v: [v] if isinstance(v, (str, int)) else list(v)  # noqa: E731
+         oods: str | Iterable[str] | None = None, fast: bool = False,
+         **fields) -> list[RunSpec]:
+    """Specs for every dataset x seed x split x label x OOD set (OOD sets innermost, then
+    labels, so a partial sweep still compares every label on the same splits), duplicates
+    removed. ``oods``: Protocol B's OOD set names (``None``: Protocol A). ``fields`` go to
+    ``RunSpec.parse`` (e.g. ``iterations=300``, ``model="resnet18"``, ``val_fraction=0.1``)."""
+    as_list = lambda v: [v] if isinstance(v, (str, int)) or v is None else list(v)  # noqa: E731
     return unique(RunSpec.parse(label, dataset=dataset, split=split, seed=seed, fast=fast,
-                                **fields)
+                                ood=ood, **fields)
                   for dataset in as_list(datasets) for seed in as_list(seeds)
-                  for split in as_list(splits) for label in as_list(labels))
+                  for split in as_list(splits) for label in as_list(labels)
+                  for ood in as_list(oods))
+
+
+def training_groups(specs: Iterable[RunSpec]) -> list[list[RunSpec]]:
+    """``specs`` (duplicates dropped) grouped by ``training_key``: the specs that one trained
+    model serves (Protocol-B specs differing only in their OOD set), groups in first-seen
+    order. Protocol-A specs are groups of one."""
+    groups: dict[str, list[RunSpec]] = {}
+    for spec in unique(specs):
+        groups.setdefault(spec.training_key, []).append(spec)
+    return list(groups.values())
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -288,18 +363,24 @@ def sweep(specs: Iterable[RunSpec], *, out_csv: str | os.PathLike | None = None,
           resume: bool = True, shard: tuple[int, int] | str | None = None,
           device: torch.device | str | None = None, root: str | os.PathLike | None = None,
           download: bool = False, progress: bool = True) -> pd.DataFrame:
-    """``run`` every spec once; one row per spec, in the order given (duplicates dropped).
+    """Train and evaluate every spec once; one row per spec (duplicates dropped).
+
+    Specs that differ only in their OOD set (Protocol B, same ``training_key``) share one
+    trained model: it is trained once and evaluated on each OOD set (``run_shared``); every
+    other spec is one ``run``. Rows come in the order given, grouped by training key.
 
     With ``out_csv`` every finished row is written at once (atomically), and with ``resume``
-    rows already there (same spec hash) are read back instead of recomputed; ``resume=False``
-    starts the file afresh. ``shard=(i, n)`` (or ``"i/n"``) runs only specs ``i, i+n, ...``
-    of the de-duplicated list, so n processes with the same arguments split the work; ``merge``
-    joins their files.
+    rows already there (same spec hash) are read back instead of recomputed (a model is
+    trained only if one of its rows is missing); ``resume=False`` starts the file afresh.
+    ``shard=(i, n)`` (or ``"i/n"``) runs only the training groups ``i, i+n, ...`` of
+    ``training_groups(specs)`` (for Protocol A: specs ``i, i+n, ...``), so n processes with the
+    same arguments split the work and one model's rows land in one shard; ``merge`` joins
+    their files.
     """
-    jobs = unique(specs)
+    groups = training_groups(specs)
     if shard is not None:
         i, n = parse_shard(shard) if isinstance(shard, str) else shard
-        jobs = jobs[i::n]
+        groups = groups[i::n]
     store = None
     if out_csv is not None:
         check_output_path(out_csv)
@@ -307,14 +388,17 @@ def sweep(specs: Iterable[RunSpec], *, out_csv: str | os.PathLike | None = None,
             Path(out_csv).unlink(missing_ok=True)
         store = ResultsFile(out_csv)
     rows = []
-    for spec in tqdm(jobs, desc="runs", disable=not progress):
-        if store is not None and spec.hash in store.rows:
-            rows.append(store.rows[spec.hash])
-            continue
-        row = run(spec, device=device, root=root, download=download)
-        if store is not None:
-            store.append(row)
-        rows.append(row)
+    for group in tqdm(groups, desc="runs", disable=not progress):
+        todo = [s for s in group if store is None or s.hash not in store.rows]
+        if len(todo) == 1:
+            fresh = [run(todo[0], device=device, root=root, download=download)]
+        else:
+            fresh = run_shared(todo, device=device, root=root, download=download) if todo else []
+        for row in fresh:
+            if store is not None:
+                store.append(row)
+        computed = {row["spec"]: row for row in fresh}
+        rows += [computed[s.hash] if s.hash in computed else store.rows[s.hash] for s in group]
     return _read_back(pd.DataFrame(rows)) if rows else pd.DataFrame()
 
 
@@ -372,21 +456,29 @@ def submit(specs: Iterable[RunSpec], *, shards: int, folder: str | os.PathLike,
 # tables
 
 SUMMARY_METRICS = ("accuracy", *(f"auroc_{s}" for s in SCORE_NAMES), "oscr_max_logit",
-                   "oscr_movr", "jac_gap", "dbi", "train_time_s")
+                   "oscr_movr", *(f"macro_f1_{s}" for s in SCORE_NAMES), "jac_gap", "dbi",
+                   "train_time_s")
+"""``summarise``'s default columns (those a table has): the ``macro_f1_`` ones appear only for
+runs with a validation split."""
 _CONFIG_COLUMNS = tuple(f for f in TrainConfig.__dataclass_fields__)
 
 
 def summarise(df: pd.DataFrame, columns: Iterable[str] = SUMMARY_METRICS) -> pd.DataFrame:
     """Mean and standard deviation over splits x seeds of each variant of a sweep.
 
-    A variant is a (dataset, model, label); where runs of one variant differ in a training
-    setting (iterations, lr, ...), that column joins the grouping. One row per variant with
-    columns ``(metric, "mean")`` / ``(metric, "std")`` and ``("runs", "count")``; the std is
-    the sample std (ddof 1), NaN for a single run.
+    A variant is a (dataset, model, label), and for Protocol B its OOD set (``ood``, whenever
+    a row has one); where runs of one variant differ in a training setting (iterations, lr,
+    val_fraction, ...), that column joins the grouping. One row per variant with columns
+    ``(metric, "mean")`` / ``(metric, "std")`` and ``("runs", "count")``; the std is the sample
+    std (ddof 1), NaN for a single run. A metric missing from some rows (``macro_f1_`` without a
+    validation split) is averaged over the rows that have it.
     """
     keys = ["dataset", "model", "label"]
-    varying = [c for c in _CONFIG_COLUMNS + ("image_size",) if c in df.columns
-               and (df.groupby(keys, sort=False)[c].nunique(dropna=False) > 1).any()]
+    if "ood" in df.columns and df["ood"].replace("", float("nan")).notna().any():
+        keys.append("ood")
+    varying = [c for c in _CONFIG_COLUMNS + ("image_size", "val_fraction") if c in df.columns
+               and (df.groupby(keys, sort=False, dropna=False)[c].nunique(dropna=False)
+                    > 1).any()]
     keys += varying
     cols = [m for m in columns if m in df.columns]
     grouped = df.groupby(keys, sort=False, dropna=False)

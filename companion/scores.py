@@ -5,21 +5,29 @@ maps a batch of model outputs to one score per sample, shape ``(N,)``, in float3
 torch tensors, NumPy arrays or lists (as for ``companion.metrics``); the result is a tensor on
 the input's device (the CPU for NumPy).
 
-========== ========================== =================================================
-name       inputs                     score
-========== ========================== =================================================
-msp        logits ``(N, K)``          maximum softmax probability
-max_logit  logits ``(N, K)``          maximum logit
-cosine     z ``(N, d)``, prototypes   ``max_k cos(z, w_k)``
-distance   z ``(N, d)``, prototypes   ``-min_k ||z - w_k||`` (center-loss centers)
-movr       z, prototypes, scale T     minus the sample-wise m-OvR loss (the paper's Eq. 5)
-jacobian   norms ``(N,)``             minus the Jacobian norm ``||df/dx||_F``
-========== ========================== =================================================
+============ ========================== ===============================================
+name         inputs                     score
+============ ========================== ===============================================
+msp          logits ``(N, K)``          maximum softmax probability
+max_logit    logits ``(N, K)``          maximum logit
+cosine       z ``(N, d)``, prototypes   ``max_k cos(z, w_k)``
+distance     z ``(N, d)``, prototypes   ``-min_k ||z - w_k||`` (center-loss centers)
+movr         z, prototypes, scale T     minus the sample-wise m-OvR loss (Eq. 5)
+jacobian     norms ``(N,)``             minus the Jacobian norm ``||df/dx||_F`` of ``f``
+feature_norm z ``(N, d)``               the feature norm ``||g(x)||`` (raw embedding)
+============ ========================== ===============================================
 
-Prototypes are ``head.prototypes`` (``(K, d)``) of a ``companion.losses`` head. The book's
-Jacobian norms are those of the unit-normalised embedding ``z / ||z||``
-(``companion.jacobian.norm_gap(model, ...)`` or ``jacobian_norm(unit_embedding(model), x)``), not
-of the raw ``model.embed``. ``compute_score(name, ...)`` picks the inputs a score needs by name.
+Here ``z = g(x) = model.embed(x)`` is the raw embedding and ``f = g / ||g||`` its unit-normalised
+version. Prototypes are ``head.prototypes`` (``(K, d)``) of a ``companion.losses`` head.
+
+The ``jacobian`` score takes the Jacobian norms of the unit-normalised embedding ``f``,
+``||df/dx||_F`` (``companion.jacobian.norm_gap(model, ...)`` or
+``jacobian_norm(unit_embedding(model), x)``), as the paper and the book do, not those of the raw
+``g``. Since ``J_f = (I - f f^T) J_g / ||g||``, the Jacobian norm of ``f`` shrinks as ``||g||``
+grows; the ``feature_norm`` score ``||g||`` itself (higher = more likely known: the observation
+behind the Objectosphere loss of Dhamija et al. 2018 and the max-logit baseline of Vaze et al.
+2022, that knowns get larger features) is the control that separates the two effects.
+``compute_score(name, ...)`` picks the inputs a score needs by name.
 """
 
 from __future__ import annotations
@@ -95,6 +103,12 @@ def jacobian_score(norms: ArrayLike) -> torch.Tensor:
     return -_tensor(norms, "norms", 1)
 
 
+def feature_norm(z: ArrayLike) -> torch.Tensor:
+    """The Euclidean norm of the raw embedding, ``||g(x)||_2 >= 0``: known samples tend to get
+    larger features. ``z = model.embed(x)`` ``(N, d) -> (N,)``."""
+    return torch.linalg.vector_norm(_tensor(z, "z", 2), dim=1)
+
+
 class Score(NamedTuple):
     """A score function and the names of the inputs it takes, in order."""
 
@@ -109,6 +123,7 @@ SCORES: dict[str, Score] = {
     "distance": Score(prototype_distance, ("z", "prototypes")),
     "movr": Score(movr_score, ("z", "prototypes", "scale")),
     "jacobian": Score(jacobian_score, ("norms",)),
+    "feature_norm": Score(feature_norm, ("z",)),
 }
 
 

@@ -83,6 +83,12 @@ class RunSpec:
     model, no technique). ``head_kwargs`` may be given as a dict; it is stored complete (every
     argument of the head, defaults included) as sorted ``(name, value)`` pairs. ``known``: a
     custom list of known class ids instead of a standard split; ``split`` is then -1.
+
+    ``ood`` (Protocol B): an out-of-distribution set of ``companion.data.OOD_SETS`` that goes
+    with the dataset; every class is then known and ``split`` stays 0. ``val_fraction`` (in
+    [0, 1)): the share of the known training samples held out for validation (rejection
+    thresholds, open-set macro-F1). At their defaults (``None``, 0) neither enters ``as_dict``
+    or ``hash``, so specs made before they existed keep their hashes.
     """
 
     dataset: str = "digits"
@@ -94,6 +100,8 @@ class RunSpec:
     known: tuple[int, ...] | None = None
     image_size: int | None = None
     config: TrainConfig | None = None
+    ood: str | None = None
+    val_fraction: float = 0.0
 
     def __post_init__(self):
         p = preset(self.dataset)  # checks the dataset name
@@ -131,6 +139,15 @@ class RunSpec:
             set_("config", p.schedule(self.model))
         elif not isinstance(self.config, TrainConfig):
             raise ValueError(f"config must be a TrainConfig, got {type(self.config).__name__}")
+        if self.ood is not None:
+            from .data import _check_ood  # checks the name against the dataset
+            _check_ood(self.dataset, self.ood)
+            if self.split != 0:
+                raise ValueError(f"ood={self.ood!r} makes every class of {self.dataset} known: "
+                                 f"leave split at 0 and known unset (got split={self.split}"
+                                 + (f", known={list(self.known)})" if self.known else ")"))
+        from .data import _check_fraction
+        set_("val_fraction", _check_fraction(self.val_fraction))
 
     # -- labels ------------------------------------------------------------------------------------
 
@@ -139,7 +156,7 @@ class RunSpec:
         """A spec from a label (``"movr+aug+wd"``, see the module docstring) and other fields.
 
         ``fields`` are ``RunSpec`` fields (``dataset``, ``split``, ``seed``, ``model``,
-        ``known``, ``image_size``, ``config``) or ``TrainConfig`` fields (``iterations``,
+        ``known``, ``image_size``, ``config``, ``ood``, ``val_fraction``) or ``TrainConfig`` fields (``iterations``,
         ``lr``, ...), which change the preset's schedule. ``fast=True`` starts from the preset's
         fast schedule instead (tests, CI). The label's techniques are applied last.
         """
@@ -181,11 +198,17 @@ class RunSpec:
     # -- identity ----------------------------------------------------------------------------------
 
     def as_dict(self) -> dict:
-        """The spec as JSON-able primitives (nested ``config``), for checkpoints."""
-        return {"dataset": self.dataset, "split": self.split, "seed": self.seed,
-                "model": self.model, "head": self.head, "head_kwargs": dict(self.head_kwargs),
-                "known": list(self.known) if self.known is not None else None,
-                "image_size": self.image_size, "config": dataclasses.asdict(self.config)}
+        """The spec as JSON-able primitives (nested ``config``), for checkpoints. ``ood`` and
+        ``val_fraction`` appear only when set (so older specs keep their dicts and hashes)."""
+        d = {"dataset": self.dataset, "split": self.split, "seed": self.seed,
+             "model": self.model, "head": self.head, "head_kwargs": dict(self.head_kwargs),
+             "known": list(self.known) if self.known is not None else None,
+             "image_size": self.image_size, "config": dataclasses.asdict(self.config)}
+        if self.ood is not None:
+            d["ood"] = self.ood
+        if self.val_fraction != 0.0:
+            d["val_fraction"] = self.val_fraction
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> RunSpec:
@@ -200,8 +223,16 @@ class RunSpec:
     @property
     def hash(self) -> str:
         """12 hex digits identifying the spec: equal for equal specs, different otherwise."""
-        text = json.dumps(self.as_dict(), sort_keys=True, allow_nan=False)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return _digest(self.as_dict())
+
+    @property
+    def training_key(self) -> str:
+        """12 hex digits identifying the trained model: specs that differ only in which OOD set
+        they are evaluated on (``ood``) share it, since training never sees the OOD set. For a
+        spec without ``ood`` it is ``hash``."""
+        if self.ood is None:
+            return self.hash
+        return _digest({**self.as_dict(), "ood": "*"})
 
     def row(self) -> dict:
         """The spec as the first columns of a result row (flat: str, int, float or "")."""
@@ -212,6 +243,7 @@ class RunSpec:
                 "model": self.model, "head": self.head,
                 "head_kwargs": json.dumps(dict(self.head_kwargs), sort_keys=True),
                 "image_size": self.image_size or "",
+                "ood": self.ood or "", "val_fraction": self.val_fraction,
                 **{k: ("" if v is None else v) for k, v in c.items()}}
 
     def replace(self, **changes) -> RunSpec:
@@ -223,6 +255,11 @@ class RunSpec:
         if config_changes:
             spec = dataclasses.replace(spec, config=scaled(spec.config, **config_changes))
         return spec
+
+
+def _digest(d: dict) -> str:
+    text = json.dumps(d, sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def _parse_label(label: str) -> tuple[str, dict, dict]:

@@ -5,8 +5,8 @@ test part, so a test can check which image landed in which set (``decode``, ``ti
 
     python tests/fabricate.py DIR [--per-class N]
 
-writes MNIST, SVHN, CIFAR-10, CIFAR-100 (all 100 classes) and TinyImageNet (200 WordNet ids)
-under ``DIR``, laid out as ``companion.data.load_osr(root=DIR)`` expects. The CIFAR pickles are
+writes MNIST, SVHN, CIFAR-10, CIFAR-100 (all 100 classes), TinyImageNet (200 WordNet ids) and
+ODIN's four OOD folders (Protocol B) under ``DIR``, laid out as ``companion.data.load_osr(root=DIR)`` expects. The CIFAR pickles are
 written like the official ones (protocol 2, numpy arrays), but their md5s differ from the
 official files: load them with ``verify=False``.
 """
@@ -242,6 +242,28 @@ def preorganise_tiny_imagenet_val(folder: Path, with_images_folder: bool = True)
     (val / "val_annotations.txt").unlink()
 
 
+# ODIN's OOD sets (Protocol B): folder -> the one subfolder of images its archive extracts to
+ODIN_LAYOUT = {"Imagenet": "test", "Imagenet_resize": "Imagenet_resize", "LSUN": "test",
+               "LSUN_resize": "LSUN_resize"}
+
+
+def odin_colour(set_index: int, i: int) -> tuple[int, int, int]:
+    """The RGB colour of fabricated OOD image ``i`` of ODIN set ``set_index`` (0..3 in
+    ``ODIN_LAYOUT`` order); steps of 16 survive JPEG."""
+    return 8 + 16 * set_index, 8 + 16 * (i % 16), 200
+
+
+def write_odin(root: Path, n_images: int = 4) -> None:
+    """ODIN's four OOD folders as their archives extract: ``Imagenet/test/*.jpg``,
+    ``Imagenet_resize/Imagenet_resize/*.jpg``, ``LSUN/test/*.jpg``,
+    ``LSUN_resize/LSUN_resize/*.jpg``; 32x32 flat-colour JPEGs (``odin_colour``)."""
+    for set_index, (folder, sub) in enumerate(ODIN_LAYOUT.items()):
+        images = root / folder / sub
+        images.mkdir(parents=True)
+        for i in range(n_images):
+            (images / f"{i}.jpg").write_bytes(_jpeg(odin_colour(set_index, i), size=32))
+
+
 def fabricate_all(root: Path, per_class: int = 8) -> None:
     """Write every real dataset under ``root`` (see ``counts_for`` for the sizes)."""
     root = Path(root)
@@ -251,6 +273,7 @@ def fabricate_all(root: Path, per_class: int = 8) -> None:
     write_cifar10(root, c.train, c.test)
     write_cifar100(root, c.cifar100_train, c.test)
     write_tiny_imagenet(root, c.tiny_train, c.tiny_val)
+    write_odin(root, c.test)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,7 +290,8 @@ def main(argv: list[str] | None = None) -> None:
                      "give an empty or new folder")
     fabricate_all(args.dir, args.per_class)
     marker.write_text("written by tests/fabricate.py; removed and rewritten on each run\n")
-    print(f"fabricated MNIST, SVHN, CIFAR-10, CIFAR-100 and TinyImageNet under {args.dir}")
+    print(f"fabricated MNIST, SVHN, CIFAR-10, CIFAR-100, TinyImageNet and ODIN's OOD sets "
+          f"under {args.dir}")
 
 
 if __name__ == "__main__":

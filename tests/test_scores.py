@@ -86,8 +86,24 @@ def test_jacobian_score_sign():
     assert s[0] > s[1]  # a small Jacobian norm looks known
 
 
+def test_feature_norm_is_the_raw_embedding_norm_and_higher_means_known():
+    # z = g(x) of a fixed linear embedding g(x) = W x: norms by hand, ||(3, 4)|| = 5 etc.
+    w = torch.tensor([[1.0, 0.0], [0.0, 2.0], [2.0, 2.0]])
+    x = torch.tensor([[3.0, 2.0], [0.0, 0.5], [1.0, -1.0]])
+    z = x @ w.T  # (3, 3): [3, 4, 10], [0, 1, 1], [1, -2, 0]
+    expected = torch.tensor([125.0, 2.0, 5.0]).sqrt()
+    torch.testing.assert_close(scores.feature_norm(z), expected)
+    torch.testing.assert_close(scores.compute_score("feature_norm", z=z), expected)
+    # the sign: the larger feature (first sample) gets the higher score = looks more known
+    assert scores.feature_norm(z).argmax() == 0
+    assert scores.score_inputs("feature_norm") == ("z",)
+    # not scale-free, unlike the cosine: doubling g doubles the score
+    torch.testing.assert_close(scores.feature_norm(2 * z), 2 * expected)
+
+
 def test_registry_and_compute_score_route_inputs():
-    assert list(scores.SCORES) == ["msp", "max_logit", "cosine", "distance", "movr", "jacobian"]
+    assert list(scores.SCORES) == ["msp", "max_logit", "cosine", "distance", "movr", "jacobian",
+                                   "feature_norm"]
     assert scores.score_inputs("movr") == ("z", "prototypes", "scale")
     assert scores.score_inputs("jacobian") == ("norms",)
     logits, z, prototypes = torch.tensor([[2.0, 0.0]]), torch.tensor([[1.0, 0.0]]), torch.eye(2)
@@ -100,7 +116,8 @@ def test_registry_and_compute_score_route_inputs():
 
 def test_unknown_score_and_missing_inputs_raise():
     with pytest.raises(ValueError, match="unknown score 'energy'; valid names: msp, max_logit, "
-                                         "cosine, distance, movr, jacobian"):
+                                         "cosine, distance, movr, jacobian, "
+                                         "feature_norm"):
         scores.compute_score("energy", logits=torch.zeros(1, 2))
     with pytest.raises(ValueError, match="unknown score 'energy'"):
         scores.score_inputs("energy")
