@@ -716,7 +716,7 @@ def _tiny_val_files(val: Path, class_id: dict[str, int]) -> list[tuple[Path, int
     return files
 
 
-def _read_rgb(path: Path, size: int) -> np.ndarray:
+def _read_rgb(path: Path, size: int, fix: str = _TINY_FIX) -> np.ndarray:
     """One image file as RGB uint8 of shape (size, size, 3), resized bilinearly if needed."""
     try:
         with Image.open(path) as img:
@@ -728,15 +728,17 @@ def _read_rgb(path: Path, size: int) -> np.ndarray:
         return np.array(rgb)  # a writable copy, which torch.from_numpy wants
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise _bad_file(path, f"unreadable or truncated image ({type(err).__name__}: {err})",
-                        _TINY_FIX) from err
+                        fix) from err
 
 
-def _decode_images(paths: Sequence[Path], size: int, desc: str) -> torch.Tensor:
-    """Decode ``paths`` into uint8 (N, 3, size, size), on threads (PIL releases the GIL)."""
+def _decode_images(paths: Sequence[Path], size: int, desc: str, fix: str = _TINY_FIX
+                   ) -> torch.Tensor:
+    """Decode ``paths`` into uint8 (N, 3, size, size), on threads (PIL releases the GIL);
+    ``fix`` ends the error for an unreadable file."""
     out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
 
     def decode(i: int) -> None:
-        out[i] = torch.from_numpy(_read_rgb(paths[i], size)).permute(2, 0, 1)
+        out[i] = torch.from_numpy(_read_rgb(paths[i], size, fix)).permute(2, 0, 1)
 
     executor = ThreadPoolExecutor(max_workers=min(16, (os.cpu_count() or 1) + 2))
     try:
@@ -1032,7 +1034,8 @@ def _load_odin(name: str, root: Path, size: int) -> TensorSet:
     if not paths:
         raise _ood_missing(name, root, f"{folder} holds no subfolder of images "
                                        f"({', '.join(_IMAGE_SUFFIXES)})")
-    images = _decode_images(paths, size, f"{name} (OOD)")
+    images = _decode_images(paths, size, f"{name} (OOD)",
+                            f"extract {Path(OOD_URLS[name]).name} from {OOD_URLS[name]} again")
     return TensorSet(images, torch.full((len(paths),), -1, dtype=torch.int64))
 
 

@@ -253,7 +253,7 @@ def odin_colour(set_index: int, i: int) -> tuple[int, int, int]:
     return 8 + 16 * set_index, 8 + 16 * (i % 16), 200
 
 
-def write_odin(root: Path, n_images: int = 4) -> None:
+def write_odin(root: Path, n_images: int = 16) -> None:
     """ODIN's four OOD folders as their archives extract: ``Imagenet/test/*.jpg``,
     ``Imagenet_resize/Imagenet_resize/*.jpg``, ``LSUN/test/*.jpg``,
     ``LSUN_resize/LSUN_resize/*.jpg``; 32x32 flat-colour JPEGs (``odin_colour``)."""
@@ -273,7 +273,7 @@ def fabricate_all(root: Path, per_class: int = 8) -> None:
     write_cifar10(root, c.train, c.test)
     write_cifar100(root, c.cifar100_train, c.test)
     write_tiny_imagenet(root, c.tiny_train, c.tiny_val)
-    write_odin(root, c.test)
+    write_odin(root)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -758,3 +758,165 @@ def test_custom_known_classes_are_checked(known, message):
 def test_custom_known_classes_refused_for_cifar_plus():
     with pytest.raises(ValueError, match="not available for cifar\\+10"):
         load_osr("cifar+10", known=[0, 1])
+
+
+# --------------------------------------------------------------------------------------------------
+# Protocol B: out-of-distribution sets and the validation split
+
+ODIN_NAMES = ["imagenet_crop", "imagenet_resize", "lsun_crop", "lsun_resize"]
+
+
+def test_ood_sets_name_their_folders_and_datasets():
+    assert {n: data.OOD_SETS[n] for n in ODIN_NAMES} == {
+        "imagenet_crop": "Imagenet", "imagenet_resize": "Imagenet_resize",
+        "lsun_crop": "LSUN", "lsun_resize": "LSUN_resize"}
+    assert data.ood_sets("cifar10") == ODIN_NAMES
+    assert data.ood_sets("digits") == ["photo_crop", "photo_resize"]
+    assert data.ood_sets("mnist") == []
+    for name in ODIN_NAMES:  # ODIN's README links, one archive per folder
+        assert data.OOD_URLS[name].endswith(f"/{data.OOD_SETS[name]}.tar.gz")
+
+
+@pytest.mark.parametrize("name", ODIN_NAMES)
+def test_odin_sets_load_from_fabricated_folders(fake_root, name):
+    from fabricate import ODIN_LAYOUT, odin_colour
+
+    d = load_osr("cifar10", root=fake_root, verify=False, ood=name)
+    # every CIFAR-10 class known, labels = class ids; the whole test set as test knowns
+    assert d.known_classes == tuple(range(10)) and d.unknown_classes == () and d.ood == name
+    assert len(d.train) == 10 * C.train and len(d.test_known) == 10 * C.test
+    assert sorted(set(d.test_known.targets.tolist())) == list(range(10))
+    assert all(decode(x) == (int(y), 1) for x, y in d.test_known)
+    u = d.test_unknown
+    assert u.inputs.shape == (16, 3, 32, 32) and u.inputs.dtype == torch.uint8
+    assert (u.targets == -1).all() and d.input_shape == (3, 32, 32)
+    # the images of this set's folder, in file-name order (JPEG keeps flat colours within 2)
+    set_index = list(ODIN_LAYOUT).index(data.OOD_SETS[name])
+    order = sorted(range(16), key=str)  # 0.jpg, 1.jpg, 10.jpg, ...
+    colours = torch.tensor([odin_colour(set_index, i) for i in order], dtype=torch.float32)
+    assert (u.inputs.float().mean((2, 3)) - colours).abs().max() <= 2
+    assert d.val is None
+
+
+def test_ood_sets_follow_image_size_and_test_limit(fake_root):
+    d = load_osr("cifar10", root=fake_root, verify=False, ood="lsun_resize", image_size=24,
+                 test_limit=5)
+    assert d.test_unknown.inputs.shape == (5, 3, 24, 24) and len(d.test_known) == 5
+    assert d.input_shape == (3, 24, 24) and len(d.train) == 10 * C.train  # train untouched
+
+
+def test_missing_ood_folder_says_where_to_get_it(fake_root, tmp_path):
+    (tmp_path / "cifar-10-batches-py").symlink_to(fake_root / "cifar-10-batches-py")
+    with pytest.raises(FileNotFoundError) as info:
+        load_osr("cifar10", root=tmp_path, verify=False, ood="lsun_crop")
+    message = str(info.value)
+    for needle in ("https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz",
+                   "https://github.com/facebookresearch/odin", f"tar -xzf LSUN.tar.gz -C {tmp_path}",
+                   str(tmp_path / "LSUN"), "COMPANION_DATA_DIR"):
+        assert needle in message
+    (tmp_path / "LSUN").mkdir()  # a folder without its image folder is named too
+    with pytest.raises(FileNotFoundError, match="LSUN holds no subfolder of images"):
+        load_osr("cifar10", root=tmp_path, verify=False, ood="lsun_crop")
+
+
+@pytest.mark.parametrize("dataset, ood, message", [
+    ("digits", "lsun_crop", "valid for digits: photo_crop, photo_resize"),
+    ("cifar10", "photo_crop", "valid for cifar10: imagenet_crop, imagenet_resize, lsun_crop, "
+                              "lsun_resize"),
+    ("mnist", "lsun_crop", "mnist has none; OOD sets go with cifar10, digits"),
+    ("cifar10", "isun", "unknown OOD set 'isun'"),
+])
+def test_an_ood_set_that_does_not_fit_lists_the_valid_ones(dataset, ood, message):
+    with pytest.raises(ValueError, match=message):
+        load_osr(dataset, ood=ood, root="/nonexistent")
+
+
+def test_ood_makes_every_class_known_so_split_and_known_are_refused():
+    with pytest.raises(ValueError, match="leave split at 0 and known unset"):
+        load_osr("digits", 2, ood="photo_crop")
+    with pytest.raises(ValueError, match="leave split at 0 and known unset"):
+        load_osr("digits", known=[1, 2], ood="photo_crop")
+
+
+@pytest.mark.parametrize("name", ["photo_crop", "photo_resize"])
+def test_photo_sets_are_digits_like_and_seeded(name):
+    d = load_osr("digits", ood=name)
+    u = d.test_unknown
+    assert u.inputs.shape == (data.PHOTO_COUNT, 1, 8, 8) == (len(d.test_known), 1, 8, 8)
+    assert u.inputs.dtype == torch.float32 and (u.targets == -1).all()
+    # digits' 17 gray levels 0..16, divided by 16 as load_osr scales the digits
+    levels = u.inputs * 16
+    assert torch.equal(levels, levels.round()) and levels.min() >= 0 and levels.max() <= 16
+    assert len(torch.unique(u.inputs)) > 8  # not a constant image
+    again, other = data.load_ood(name, "digits", seed=0), data.load_ood(name, "digits", seed=1)
+    assert torch.equal(again.inputs, u.inputs) and not torch.equal(other.inputs, u.inputs)
+    assert d.known_classes == tuple(range(10)) and len(d.train) + len(d.test_known) == 1797
+
+
+def test_photo_crop_and_resize_differ_as_crops_and_shrunk_windows_do():
+    crop, resize = (data.load_ood(n, "digits").inputs for n in ("photo_crop", "photo_resize"))
+    assert not torch.equal(crop, resize)
+    # an 8x8 crop of a 427x640 photo is smoother than a 64x64 window shrunk to 8x8:
+    # neighbouring pixels differ less
+    step = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert step(crop) < step(resize)
+
+
+def test_photo_windows_by_hand():
+    # the first image of photo_crop is the luma of its window, on 17 levels
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng([0, list(data.OOD_SETS).index("photo_crop")])
+    photo = load_sample_images().images[rng.integers(2)].astype(np.float64)
+    top, left = rng.integers(photo.shape[0] - 7), rng.integers(photo.shape[1] - 7)
+    gray = photo[top:top + 8, left:left + 8] @ [0.299, 0.587, 0.114]
+    expected = np.round(gray / 255 * 16) / 16
+    got = data.load_ood("photo_crop", "digits").inputs[0, 0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+def test_validation_split_is_stratified_exact_disjoint_and_seeded():
+    full = load_osr("digits", 1)
+    d = load_osr("digits", 1, val_fraction=0.2)
+    counts = torch.bincount(full.train.targets)
+    val_counts = torch.bincount(d.val.targets, minlength=len(counts))
+    # floor(0.2 n_c + 1/2) of each class
+    assert val_counts.tolist() == [int(np.floor(0.2 * n + 0.5)) for n in counts.tolist()]
+    assert len(d.train) + len(d.val) == len(full.train)
+    assert torch.equal(torch.bincount(d.train.targets) + val_counts, counts)
+    # disjoint, together exactly the full training set (images are distinct rows)
+    rows = lambda s: {tuple(x.flatten().tolist()) + (int(y),) for x, y in s}  # noqa: E731
+    assert rows(d.train) | rows(d.val) == rows(full.train)
+    assert not rows(d.train) & rows(d.val)
+    # same seed, same split; other seed, other hold-out; test sets untouched
+    assert torch.equal(load_osr("digits", 1, val_fraction=0.2).val.inputs, d.val.inputs)
+    assert torch.equal(d.test_known.inputs, full.test_known.inputs)
+    assert torch.equal(d.test_unknown.inputs, full.test_unknown.inputs)
+    assert d.val.inputs.dtype == torch.float32 and d.val.targets.max() < d.num_classes
+    assert full.val is None
+
+
+def test_split_validation_by_hand():
+    s = TensorSet(torch.arange(10.0)[:, None], torch.tensor([0] * 6 + [1] * 4))
+    rest, val = data.split_validation(s, 0.25, seed=3)
+    # class 0: floor(1.5 + 0.5) = 2 held out; class 1: floor(1 + 0.5) = 1
+    assert torch.bincount(val.targets).tolist() == [2, 1] and len(rest) == 7
+    assert sorted(rest.inputs.flatten().tolist() + val.inputs.flatten().tolist()) == \
+        list(map(float, range(10)))
+    assert rest.inputs.flatten().tolist() == sorted(rest.inputs.flatten().tolist())  # order kept
+    assert data.split_validation(s, 0.0, seed=3) == (s, None)
+    with pytest.raises(ValueError, match="holds out all 4 training samples of class 1"):
+        data.split_validation(s, 0.9, seed=0)
+    with pytest.raises(ValueError, match="holds out no sample"):
+        data.split_validation(s, 0.05, seed=0)
+    for bad in (-0.1, 1.0, True, "0.1"):
+        with pytest.raises(ValueError, match="val_fraction must be a number in"):
+            data.split_validation(s, bad, seed=0)
+
+
+def test_validation_split_with_protocol_b_and_image_datasets(fake_root):
+    d = load_osr("cifar10", root=fake_root, verify=False, ood="imagenet_crop",
+                 val_fraction=0.25)
+    assert torch.bincount(d.val.targets).tolist() == [2] * 10  # floor(0.25 * 8 + 0.5) = 2
+    assert len(d.train) == 60 and d.val.inputs.dtype == torch.uint8
+    assert all(decode(x) == (int(y), 0) for x, y in d.val)  # train images, own labels

@@ -205,6 +205,142 @@ def test_submitit_local_executor_runs_shards_and_merges(tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
+# Protocol B: validation split, macro-F1, OOD sets, one model per training key
+
+
+def test_evaluate_with_a_validation_split_adds_macro_f1_for_every_score():
+    spec = RunSpec.parse("movr", dataset="digits", split=2, iterations=40, val_fraction=0.2)
+    trained = train(spec, device="cpu")
+    row = evaluate(trained, device="cpu")
+    for name in SCORE_NAMES:
+        assert 0 <= row[f"macro_f1_{name}"] <= 1
+    # by hand for max_logit: the threshold rejects 10% of the validation knowns
+    from companion import metrics
+    from companion.train import predict
+
+    osr = trained.osr
+    _, logits_v, _ = predict(trained.model, osr.val, device="cpu")
+    _, logits_k, labels = predict(trained.model, osr.test_known, device="cpu")
+    _, logits_u, _ = predict(trained.model, osr.test_unknown, device="cpu")
+    t = metrics.rejection_threshold(logits_v.amax(1), 0.1)
+    assert experiments.REJECT_FRACTION == 0.1
+    assert (logits_v.amax(1) < t).float().mean() <= 0.1
+    expected = metrics.open_set_f1(logits_k.amax(1), logits_k.argmax(1), labels,
+                                   logits_u.amax(1), logits_u.argmax(1), threshold=t,
+                                   num_classes=osr.num_classes)
+    assert row["macro_f1_max_logit"] == expected
+    # without a validation split there is no threshold, so no macro-F1 column
+    plain = evaluate(train(spec.replace(val_fraction=0.0), device="cpu"), device="cpu")
+    assert not [k for k in plain if k.startswith("macro_f1_")]
+
+
+def test_evaluate_reports_feature_norms_of_the_raw_embedding():
+    trained = train(toy(), device="cpu")
+    row = evaluate(trained, device="cpu")
+    with torch.no_grad():
+        z_k = trained.model.embed(trained.osr.test_known.inputs)
+        z_u = trained.model.embed(trained.osr.test_unknown.inputs)
+    assert row["feat_known"] == pytest.approx(z_k.norm(dim=1).mean().item(), rel=1e-5)
+    assert row["feat_unknown"] == pytest.approx(z_u.norm(dim=1).mean().item(), rel=1e-5)
+    from companion import metrics
+
+    assert row["auroc_feature_norm"] == pytest.approx(
+        metrics.auroc(z_k.norm(dim=1), z_u.norm(dim=1)), abs=1e-6)
+
+
+def test_a_protocol_b_digits_run_evaluates():
+    spec = RunSpec.parse("sce", dataset="digits", ood="photo_crop", val_fraction=0.1,
+                         iterations=30)
+    row = experiments.run(spec, device="cpu")
+    assert (row["ood"], row["val_fraction"], row["split"]) == ("photo_crop", 0.1, 0)
+    assert row["spec"] == spec.hash
+    for name in SCORE_NAMES:
+        assert 0 <= row[f"auroc_{name}"] <= 1 and 0 <= row[f"macro_f1_{name}"] <= 1
+    assert row["feat_known"] > 0 and row["feat_unknown"] > 0
+
+
+def _fake_training(monkeypatch):
+    """Replace train / evaluate / load_data by stand-ins; returns the specs trained."""
+    trained = []
+
+    def fake_train(spec, **kwargs):
+        trained.append(spec)
+        return experiments.Run(spec, model=None, osr=None, train_time_s=1.0)
+
+    def fake_evaluate(run, **kwargs):
+        row = {"accuracy": 0.9, "auroc_msp": 0.5 + 0.1 * ["photo_crop", "photo_resize",
+                                                         None].index(run.spec.ood)}
+        if run.spec.val_fraction:
+            row["macro_f1_msp"] = 0.4
+        return row
+
+    monkeypatch.setattr(experiments, "train", fake_train)
+    monkeypatch.setattr(experiments, "evaluate", fake_evaluate)
+    monkeypatch.setattr(experiments, "load_data", lambda spec, **kwargs: None)
+    return trained
+
+
+def test_specs_differing_only_in_the_ood_set_share_one_trained_model(tmp_path, monkeypatch):
+    trained = _fake_training(monkeypatch)
+    specs = grid(["sce", "movr"], datasets="digits", seeds=[0, 1],
+                 oods=["photo_crop", "photo_resize"], val_fraction=0.1)
+    assert len(specs) == 8 and len(experiments.training_groups(specs)) == 4
+    out = tmp_path / "b.csv"
+    table = sweep(specs, out_csv=out)
+    assert len(trained) == 4  # one model per (label, seed), evaluated on both OOD sets
+    assert list(table["spec"]) == [s.hash for s in specs]
+    assert list(table["auroc_msp"]) == [0.5, 0.6] * 4
+    assert (table["train_time_s"] == 1.0).all()
+    trained.clear()
+    sweep(specs, out_csv=out)
+    assert trained == []  # resumed by hash: nothing trained
+    # one row missing: its model is trained again, for that row only
+    ResultsFile.write(out, [r for r in ResultsFile(out).rows.values()
+                            if r["spec"] != specs[3].hash])
+    again = sweep(specs, out_csv=out)
+    assert [s.hash for s in trained] == [specs[3].hash] and len(again) == 8
+
+
+def test_shards_keep_one_models_ood_rows_together(tmp_path, monkeypatch):
+    trained = _fake_training(monkeypatch)
+    specs = grid(["sce", "ovr", "movr"], datasets="digits", seeds=[0, 1],
+                 oods=["photo_crop", "photo_resize"])
+    parts = [sweep(specs, out_csv=tmp_path / f"s{i}.csv", shard=(i, 4)) for i in range(4)]
+    assert len(trained) == 6  # every model trained once over all shards
+    assert sorted(h for p in parts for h in p["spec"]) == sorted(s.hash for s in specs)
+    key_of = {s.hash: s.training_key for s in specs}
+    keys = [{key_of[h] for h in p["spec"]} for p in parts]
+    assert sum(map(len, keys)) == 6  # no training key is split across shards
+    # deterministic: the same shard again gives the same specs
+    assert list(sweep(specs, shard=(1, 4))["spec"]) == list(parts[1]["spec"])
+    # Protocol A specs shard exactly as before: specs i, i+n, ...
+    a = grid(["sce", "ovr", "movr"], datasets="digits", splits=[0, 1])
+    assert experiments.training_groups(a) == [[s] for s in a]
+
+
+def test_a_results_file_mixing_rows_with_and_without_validation_reads_back(tmp_path,
+                                                                          monkeypatch):
+    _fake_training(monkeypatch)
+    out = tmp_path / "mixed.csv"
+    plain = grid("sce", datasets="digits", seeds=[0, 1], oods="photo_crop")
+    with_val = grid("sce", datasets="digits", seeds=[0, 1], oods="photo_crop",
+                    val_fraction=0.1)
+    sweep(plain, out_csv=out)
+    table = sweep(with_val, out_csv=out)  # rows with a macro_f1_ column join the file
+    back = ResultsFile(out).rows
+    assert len(back) == 4 and set(back) == {s.hash for s in plain + with_val}
+    assert pd.isna(back[plain[0].hash]["macro_f1_msp"])
+    assert back[with_val[0].hash]["macro_f1_msp"] == 0.4
+    everything = merge([out])
+    summary = summarise(everything)
+    assert "ood" in summary.index.names and "val_fraction" in summary.index.names
+    assert ("macro_f1_msp", "mean") in summary.columns
+    assert summary[("macro_f1_msp", "mean")].tolist()[-1] == pytest.approx(0.4)
+    assert summary[("runs", "count")].tolist() == [2, 2]
+    assert len(table) == 2
+
+
+# --------------------------------------------------------------------------------------------------
 # command line
 
 
@@ -222,6 +358,22 @@ def test_cli_parses_ranges_lists_and_labels():
     assert cli.build_parser().parse_args(["benchmark"]).run is cli._run_sweep
 
 
+def test_cli_protocol_b_options_make_the_specs():
+    args = cli.build_parser().parse_args(
+        ["sweep", "--losses", "sce,movr", "--seeds", "0-1", "--ood", "photo_crop,photo_resize",
+         "--val-fraction", "0.1"])
+    specs = cli._specs(args)
+    assert len(specs) == 8 and {s.split for s in specs} == {0}  # one split with --ood
+    assert [s.ood for s in specs[:2]] == ["photo_crop", "photo_resize"]
+    assert {s.val_fraction for s in specs} == {0.1}
+    assert len({s.training_key for s in specs}) == 4
+    plain = cli._specs(cli.build_parser().parse_args(["sweep", "--val-fraction", "0.2"]))
+    assert {s.split for s in plain} == {0, 1, 2, 3, 4} and {s.ood for s in plain} == {None}
+    (one,) = cli._specs(cli.build_parser().parse_args(
+        ["train", "--ood", "photo_resize", "--val-fraction", "0.1"]))
+    assert (one.ood, one.val_fraction, one.split) == ("photo_resize", 0.1, 0)
+
+
 @pytest.mark.parametrize("argv, message", [
     (["sweep", "--losses", "sce,arpl"], "valid losses: center, intra, movr, ovr, sce"),
     (["train", "--dataset", "imagenet"], "valid names: toy2d, digits"),
@@ -234,6 +386,12 @@ def test_cli_parses_ranges_lists_and_labels():
     (["evaluate", "nope.pt"], "no checkpoint at nope.pt"),
     (["sweep", "--shard", "3/2"], "a shard is i/n"),
     (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    (["train", "--ood", "lsun_crop"], "valid for digits: photo_crop, photo_resize"),
+    (["train", "--ood", "isun"], "unknown OOD set 'isun'; valid names: imagenet_crop"),
+    (["sweep", "--ood", "photo_crop,photo_resize", "--splits", "0-4"],
+     "--ood makes every class known, so there is one split"),
+    (["train", "--val-fraction", "1"], r"must be a number in \[0, 1\), got '1'"),
+    (["train", "--ood", "photo_crop,photo_resize"], "expected one OOD set"),
 ])
 def test_cli_user_errors_are_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -282,6 +440,27 @@ def test_cli_end_to_end_on_toy2d(tmp_path, capsys):
     auroc = float(next(line for line in printed.splitlines()
                        if line.startswith("auroc_jacobian")).split()[-1])
     assert 0 <= auroc <= 1
+
+
+def test_cli_protocol_b_train_then_evaluate_on_another_ood_set(tmp_path, capsys):
+    ckpt = tmp_path / "b.pt"
+    cli.main(["train", "--dataset", "digits", "--loss", "sce", "--ood", "photo_crop",
+              "--val-fraction", "0.1", "--iterations", "10", "--device", "cpu",
+              "--out", str(ckpt)])
+    cli.main(["evaluate", str(ckpt), "--ood", "photo_resize", "--device", "cpu"])
+    printed = capsys.readouterr().out
+    lines = dict(parts for line in printed.splitlines()[1:]
+                 if len(parts := line.split(None, 1)) == 2)
+    assert lines["ood"].strip() == "photo_resize" and lines["val_fraction"].strip() == "0.1000"
+    assert 0 <= float(lines["macro_f1_jacobian"]) <= 1
+    # a Protocol A model knows only its split's classes: it has no Protocol B to evaluate
+    plain = tmp_path / "a.pt"
+    cli.main(["train", "--dataset", "digits", "--iterations", "2", "--device", "cpu",
+              "--out", str(plain)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["evaluate", str(plain), "--ood", "photo_crop", "--device", "cpu"])
+    assert exit_.value.code == 2
+    assert "--ood needs a model trained for Protocol B" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------

@@ -157,3 +157,57 @@ def test_every_dataset_has_a_preset_with_the_papers_techniques():
     with pytest.raises(ValueError, match="no paper schedule for model 'mlp'"):
         presets.schedule("mlp")
     assert dataclasses.replace(vgg).weight_decay == 0  # no technique in a schedule
+
+
+# --------------------------------------------------------------------------------------------------
+# Protocol B: ood and val_fraction
+
+
+def test_old_specs_keep_their_hash():
+    # results/digits_protocol_a.csv's first row, made before ood / val_fraction existed
+    spec = RunSpec.parse("sce", dataset="digits", split=0, seed=0)
+    assert spec.hash == "0a89550403cb"
+    assert "ood" not in spec.as_dict() and "val_fraction" not in spec.as_dict()
+    assert spec.training_key == spec.hash
+    row = spec.row()
+    assert (row["ood"], row["val_fraction"]) == ("", 0.0)
+
+
+def test_ood_and_val_fraction_change_the_hash_and_round_trip():
+    base = RunSpec.parse("movr", dataset="digits")
+    variants = [base.replace(ood="photo_crop"), base.replace(ood="photo_resize"),
+                base.replace(val_fraction=0.1), base.replace(val_fraction=0.2),
+                base.replace(ood="photo_crop", val_fraction=0.1)]
+    assert len({v.hash for v in variants} | {base.hash}) == len(variants) + 1
+    for v in variants:
+        assert RunSpec.from_dict(v.as_dict()) == v
+        assert RunSpec.parse(v.label, dataset="digits", ood=v.ood,
+                             val_fraction=v.val_fraction) == v
+    b = variants[-1]
+    assert b.row()["ood"] == "photo_crop" and b.row()["val_fraction"] == 0.1
+    assert b.as_dict()["ood"] == "photo_crop" and b.as_dict()["val_fraction"] == 0.1
+    assert RunSpec(val_fraction=1 / 10).val_fraction == 0.1 and \
+        isinstance(RunSpec(val_fraction=0).val_fraction, float)
+
+
+def test_training_key_ignores_only_the_ood_set():
+    a = RunSpec.parse("sce", dataset="digits", ood="photo_crop", val_fraction=0.1)
+    b = a.replace(ood="photo_resize")
+    assert a.hash != b.hash and a.training_key == b.training_key
+    # trained on other data or otherwise: another model
+    for other in (a.replace(val_fraction=0.2), a.replace(seed=1), a.replace(ood=None),
+                  a.replace(iterations=7)):
+        assert other.training_key != a.training_key
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"ood": "lsun_crop"}, "valid for digits: photo_crop, photo_resize"),
+    ({"ood": "photo_crop", "split": 2}, "leave split at 0 and known unset"),
+    ({"ood": "photo_crop", "known": (1, 2)}, "leave split at 0 and known unset"),
+    ({"val_fraction": 1.0}, r"val_fraction must be a number in \[0, 1\), got 1.0"),
+    ({"val_fraction": -0.1}, r"val_fraction must be a number in \[0, 1\)"),
+    ({"val_fraction": "0.1"}, r"val_fraction must be a number in \[0, 1\)"),
+])
+def test_bad_protocol_b_fields_name_the_value(fields, message):
+    with pytest.raises(ValueError, match=message):
+        RunSpec(dataset="digits", **fields)
