@@ -9,6 +9,8 @@ arguments, training schedule and techniques), and three verbs act on it::
     spec = RunSpec.parse("movr+aug", dataset="digits", split=0, seed=0)
     run = experiments.train(spec)             # build the model (seeded) and fit it
     row = experiments.evaluate(run)           # accuracy, AUROC / OSCR per score, norm gap, DBI
+    # Protocol B: every class known, OOD unknowns, macro-F1 from a validation split
+    spec_b = RunSpec.parse("movr", dataset="digits", ood="photo_crop", val_fraction=0.1)
     gap = companion.norm_gap(run.model, run.osr.test_known, run.osr.test_unknown)
 
 One module per concern: ``runtime`` (device, seeding, profiles, data folder: the only module that
@@ -22,7 +24,7 @@ Convention used everywhere: **a higher score means "more likely known"**.
 
 from . import (data, experiments, jacobian, losses, metrics, models, presets, runtime, scores,
                spec, train)
-from .data import DATASETS, OSRData, TensorSet, load_osr
+from .data import DATASETS, OOD_SETS, OSRData, TensorSet, load_ood, load_osr
 from .experiments import Run, sweep
 from .jacobian import jacobian_norm, norm_gap, unit_embedding
 from .losses import build_head
@@ -43,7 +45,7 @@ __all__ = [
     # runs
     "RunSpec", "Run", "TrainConfig", "fit", "predict", "sweep", "preset",
     # data
-    "DATASETS", "OSRData", "TensorSet", "load_osr",
+    "DATASETS", "OOD_SETS", "OSRData", "TensorSet", "load_osr", "load_ood",
     # models and losses
     "build_model", "build_head",
     # the Jacobian norm
