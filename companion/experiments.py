@@ -8,7 +8,10 @@ The verbs, used alike by the chapters, the command line and the sweep::
     save_run(run, "m.pt"); run = load_run("m.pt")   # the spec travels with the weights
 
 ``build(spec, osr)`` is the first step of ``train`` on its own (an untrained model, for
-controls). A sweep is a list of specs: ``sweep(specs, out_csv=...)`` runs each once (duplicates
+controls). Protocol B: a spec with ``ood`` (an OOD set, every class known) and
+``val_fraction`` (a validation hold-out, which adds open-set macro-F1 to the row); specs that
+differ only in ``ood`` share a ``training_key``, and a sweep trains their model once
+(``run_shared``). A sweep is a list of specs: ``sweep(specs, out_csv=...)`` runs each once (duplicates
 once), appends each finished row to the CSV atomically, and on a rerun reads back the rows whose
 spec hash is there instead of recomputing them. ``shard=(i, n)`` runs a deterministic share,
 ``merge`` joins shard files, and ``submit`` runs the shards as jobs through ``submitit``.

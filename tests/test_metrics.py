@@ -442,3 +442,32 @@ def test_intra_and_inter_class_distances_on_a_hand_computed_case():
         (np.sqrt(37) + 9 + np.sqrt(136)) / 3)
     with pytest.raises(ValueError, match="inter_class_distance needs at least 2 clusters"):
         metrics.inter_class_distance(x[:2], y[:2])
+
+
+def test_open_set_f1_from_an_explicit_confusion_matrix():
+    # K = 3 knowns + unknown (label 3). Rows: true class, columns: final prediction.
+    confusion = np.array([[5, 1, 0, 2],
+                          [0, 4, 1, 1],
+                          [1, 0, 3, 0],
+                          [2, 1, 0, 6]])
+    # per class: precision = C[c, c] / column sum, recall = C[c, c] / row sum, F1 = 2PR / (P + R)
+    p = np.diag(confusion) / confusion.sum(0)
+    r = np.diag(confusion) / confusion.sum(1)
+    expected = np.mean(2 * p * r / (p + r))
+    # samples for each cell: knowns rejected (column 3) score 0, accepted ones 1; threshold 0.5
+    k_scores, k_pred, k_true, u_scores, u_pred = [], [], [], [], []
+    for true in range(4):
+        for pred in range(4):
+            n = confusion[true, pred]
+            scores, preds = ([0.0] * n, [0] * n) if pred == 3 else ([1.0] * n, [pred] * n)
+            if true == 3:
+                u_scores += scores
+                u_pred += preds
+            else:
+                k_scores += scores
+                k_pred += preds
+                k_true += [true] * n
+    value = open_set_f1(k_scores, k_pred, k_true, u_scores, u_pred, threshold=0.5, num_classes=3)
+    assert value == pytest.approx(expected, abs=1e-12)
+    # 2 tp / (row sum + column sum): 10/16, 8/12, 6/8, 12/18
+    assert value == pytest.approx((10 / 16 + 8 / 12 + 6 / 8 + 12 / 18) / 4, abs=1e-12)
