@@ -60,7 +60,25 @@ PROTOCOL_A = Protocol(
     "A", ROOT / "results" / "digits_protocol_a.csv", protocol_a_specs,
     "python -m companion sweep --dataset digits --losses " + ",".join(LABELS)
     + " --splits 0-4 --seeds 0-2 --out results/digits_protocol_a.csv")
-PROTOCOLS = [PROTOCOL_A]
+
+
+OOD_SETS = ["photo_crop", "photo_resize"]
+VAL_FRACTION = 0.1
+
+
+def protocol_b_specs() -> list[RunSpec]:
+    """Protocol B on digits: 4 losses x 3 seeds, all ten digits known, each model evaluated on
+    both offline OOD sets, 10% of the training digits held out to set rejection thresholds."""
+    return grid(LABELS, datasets="digits", seeds=range(3), oods=OOD_SETS,
+                val_fraction=VAL_FRACTION)
+
+
+PROTOCOL_B = Protocol(
+    "B", ROOT / "results" / "digits_protocol_b.csv", protocol_b_specs,
+    "python -m companion sweep --dataset digits --losses " + ",".join(LABELS)
+    + f" --seeds 0-2 --ood {','.join(OOD_SETS)} --val-fraction {VAL_FRACTION}"
+    " --out results/digits_protocol_b.csv")
+PROTOCOLS = [PROTOCOL_A, PROTOCOL_B]
 RESULTS = PROTOCOL_A.path  # the README's table
 
 
