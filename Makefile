@@ -137,8 +137,10 @@ gpu-dry-run-tiny: $(FABRICATED)/.fabricated
 	@echo "gpu profile on fabricated TinyImageNet files, DATASET='tiny_imagenet':"
 	$(DRY_RUN) --param DATASET="'tiny_imagenet'"
 
-# The README's results table: runs (or resumes) its sweep into results/ and rewrites the table from
-# that file, with the command and commit (about 10 minutes on 2 CPU cores from scratch).
+# Every cached results file the book reads (chapter 8: Protocol A and B on digits) and the README's
+# table: runs (or resumes, by spec hash) each sweep into results/ and rewrites the table from the
+# Protocol A file, with the command and commit (Protocol A: about 10 minutes on 2 CPU cores from
+# scratch; Protocol B adds 12 trainings). Files made by older code: move them aside first.
 results: install
 	$(BIN)/python book/_tools/results_table.py --run
 
