@@ -310,11 +310,9 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from .experiments import evaluate, load_run
-
     import dataclasses
 
-    from .experiments import load_data
+    from .experiments import evaluate, load_data, load_run
 
     trained = load_run(args.checkpoint, root=args.data_dir, download=args.download)
     if args.ood is not None and args.ood[0] != trained.spec.ood:
