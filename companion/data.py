@@ -1182,14 +1182,14 @@ def load_osr(
     _check_positive_int("n_test_per_class", n_test_per_class)
     size = int(image_size) if image_size is not None else _NATIVE_SIZE.get(dataset, 32)
     root = Path(root).expanduser() if root is not None else runtime.data_dir()
+    if ood is not None and OOD_SETS[ood] is not None and not (root / OOD_SETS[ood]).is_dir():
+        # before downloading or decoding the dataset; --download does not fetch OOD sets
+        raise _ood_missing(ood, root, f"no folder {root / OOD_SETS[ood]}")
     if dataset in _REQUIRED_FILES:
         if download:
             _download(dataset, root)
         else:
             _require_files(dataset, root)
-    if ood is not None and OOD_SETS[ood] is not None and not (root / OOD_SETS[ood]).is_dir():
-        # before minutes of decoding the dataset; --download does not fetch OOD sets
-        raise _ood_missing(ood, root, f"no folder {root / OOD_SETS[ood]}")
     verify = (runtime.verify_data() if verify is None else verify) or download  # downloads: always
 
     if dataset == "toy2d":
