@@ -11,9 +11,11 @@ The verbs, used alike by the chapters, the command line and the sweep::
 controls). Protocol B: a spec with ``ood`` (an OOD set, every class known) and
 ``val_fraction`` (a validation hold-out, which adds open-set macro-F1 to the row); specs that
 differ only in ``ood`` share a ``training_key``, and a sweep trains their model once
-(``run_shared``). A sweep is a list of specs: ``sweep(specs, out_csv=...)`` runs each once (duplicates
-once), appends each finished row to the CSV atomically, and on a rerun reads back the rows whose
-spec hash is there instead of recomputing them. ``shard=(i, n)`` runs a deterministic share,
+(``run_shared``).
+
+A sweep is a list of specs: ``sweep(specs, out_csv=...)`` runs each once (duplicates once),
+appends each finished row to the CSV atomically, and on a rerun reads back the rows whose spec
+hash is there instead of recomputing them. ``shard=(i, n)`` runs a deterministic share,
 ``merge`` joins shard files, and ``submit`` runs the shards as jobs through ``submitit``.
 
 Scores follow the package convention: higher = more likely known.

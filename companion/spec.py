@@ -156,8 +156,8 @@ class RunSpec:
         """A spec from a label (``"movr+aug+wd"``, see the module docstring) and other fields.
 
         ``fields`` are ``RunSpec`` fields (``dataset``, ``split``, ``seed``, ``model``,
-        ``known``, ``image_size``, ``config``, ``ood``, ``val_fraction``) or ``TrainConfig`` fields (``iterations``,
-        ``lr``, ...), which change the preset's schedule. ``fast=True`` starts from the preset's
+        ``known``, ``image_size``, ``config``, ``ood``, ``val_fraction``) or ``TrainConfig``
+        fields (``iterations``, ``lr``, ...), which change the preset's schedule. ``fast=True`` starts from the preset's
         fast schedule instead (tests, CI). The label's techniques are applied last.
         """
         head, head_kwargs, techniques = _parse_label(label)

@@ -6,9 +6,10 @@ test part, so a test can check which image landed in which set (``decode``, ``ti
     python tests/fabricate.py DIR [--per-class N]
 
 writes MNIST, SVHN, CIFAR-10, CIFAR-100 (all 100 classes), TinyImageNet (200 WordNet ids) and
-ODIN's four OOD folders (Protocol B) under ``DIR``, laid out as ``companion.data.load_osr(root=DIR)`` expects. The CIFAR pickles are
-written like the official ones (protocol 2, numpy arrays), but their md5s differ from the
-official files: load them with ``verify=False``.
+ODIN's four OOD folders (Protocol B) under ``DIR``, laid out as
+``companion.data.load_osr(root=DIR)`` expects. The CIFAR pickles are written like the official
+ones (protocol 2, numpy arrays), but their md5s differ from the official files: load them with
+``verify=False``.
 """
 
 from __future__ import annotations

@@ -811,7 +811,8 @@ def test_missing_ood_folder_says_where_to_get_it(fake_root, tmp_path):
         load_osr("cifar10", root=tmp_path, verify=False, ood="lsun_crop")
     message = str(info.value)
     for needle in ("https://www.dropbox.com/s/fhtsw1m3qxlwj6h/LSUN.tar.gz",
-                   "https://github.com/facebookresearch/odin", f"tar -xzf LSUN.tar.gz -C {tmp_path}",
+                   "https://github.com/facebookresearch/odin",
+                   f"tar -xzf LSUN.tar.gz -C {tmp_path}",
                    str(tmp_path / "LSUN"), "COMPANION_DATA_DIR"):
         assert needle in message
     (tmp_path / "LSUN").mkdir()  # a folder without its image folder is named too
