@@ -308,7 +308,10 @@ _EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precis
 
 
 def _read_csv(buffer) -> pd.DataFrame:
-    return pd.read_csv(buffer, keep_default_na=False, na_values=[""], **_EXACT_FLOATS)
+    # A spec hash is 12 hex digits: left to guess, pandas reads "81399439e483" as a float (inf)
+    # and "000000000012" as an int, and a resume would miss the row.
+    return pd.read_csv(buffer, keep_default_na=False, na_values=[""], dtype={"spec": str},
+                       **_EXACT_FLOATS)
 
 
 def _read_back(df: pd.DataFrame) -> pd.DataFrame:

@@ -521,3 +521,13 @@ def test_kill_9_during_a_sharded_sweep_then_resume_gives_the_unsharded_table(tmp
     timing = ["train_time_s"]
     key = lambda df: df.drop(columns=timing).sort_values("spec").reset_index(drop=True)  # noqa
     pd.testing.assert_frame_equal(key(merged), key(experiments._read_back(whole)))
+
+
+@pytest.mark.parametrize("spec_hash", ["81399439e483", "000000000012", "0000000000e1"])
+def test_a_spec_hash_that_looks_like_a_number_reads_back_as_written(tmp_path, spec_hash):
+    # pandas guesses column types: left alone, "81399439e483" became inf and a resume
+    # recomputed the row (found by chapter 8's shard files).
+    out = tmp_path / "one.csv"
+    ResultsFile.write(out, [{"spec": spec_hash, "label": "sce", "auroc_msp": 0.5}])
+    assert list(ResultsFile(out).rows) == [spec_hash]
+    assert merge([out])["spec"].tolist() == [spec_hash]
