@@ -65,7 +65,7 @@ $(BOOK_STAMP): $(STAMP) $(BOOK_INPUTS)
 # output is printed whole when the lane ends. The fabricated files are written first, once,
 # for both lanes.
 test: install $(FABRICATED)/.fabricated
-	@echo "make test: two lanes in parallel, about 15 minutes on 2 cores; each prints when it ends."
+	@echo "make test: two lanes in parallel, about 16 minutes on 2 cores; each prints when it ends."
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target \
 	  test-lane-book test-lane-notebooks
 
